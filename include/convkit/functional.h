@@ -33,6 +33,9 @@ struct Padding {
 
   Padding() = default;
   Padding(int64_t p) : left(p), right(p), top(p), bottom(p) {}
+  // Exact match for int literals: without it `Padding p = 0` is ambiguous with the const char*
+  // constructor (a literal 0 is also a null pointer constant).
+  Padding(int p) : Padding(int64_t{p}) {}
   Padding(int64_t ph, int64_t pw) : left(pw), right(pw), top(ph), bottom(ph) {}
   Padding(int64_t l, int64_t r, int64_t t, int64_t b) : left(l), right(r), top(t), bottom(b) {}
   Padding(const char* word);  // "same" or "valid"
