@@ -1,0 +1,33 @@
+// The one parallel-for wrapper (OpenMP). A convolution call opens at most one parallel region and
+// splits its work statically by (thread index, thread count). Work is always split along output
+// elements, never along a reduction, so results are bitwise identical for every thread count.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+namespace convkit::base {
+
+// Threads a call may use: convkit::set_num_threads, default all processors (or OMP_NUM_THREADS).
+int max_threads();
+
+// Runs fn(ctx, tid, nthreads) for tid in [0, nthreads) in one parallel region; nthreads <= 1 runs
+// inline on the calling thread (no OpenMP overhead). Exceptions must not escape fn.
+void parallel_run(int nthreads, void (*fn)(void* ctx, int tid, int nthreads), void* ctx);
+
+template <typename F>
+void parallel_run(int nthreads, F&& body) {
+  using Fn = std::remove_reference_t<F>;
+  parallel_run(
+      nthreads, [](void* c, int tid, int nt) { (*static_cast<Fn*>(c))(tid, nt); },
+      const_cast<void*>(static_cast<const void*>(&body)));
+}
+
+// The tid-th of nt balanced contiguous pieces of [0, n): {begin, end}.
+inline std::pair<int64_t, int64_t> split_range(int64_t n, int tid, int nt) {
+  const int64_t q = n / nt, r = n % nt;
+  const int64_t begin = tid * q + (tid < r ? tid : r);
+  return {begin, begin + q + (tid < r ? 1 : 0)};
+}
+
+}  // namespace convkit::base

@@ -1,0 +1,219 @@
+// The dispatcher behind conv::forward / backward_data / backward_weight (see conv/dispatch.h).
+#include "conv/conv.h"
+
+#include <convkit/error.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/aligned.h"
+#include "base/parallel.h"
+#include "conv/dispatch.h"
+#include "conv/impls.h"
+
+namespace convkit::conv {
+
+namespace {
+
+// Fastest first; each list ends with the reference, which applies to everything.
+const Impl* const kFwd[] = {&impl::tiny_fwd, &impl::ref_fwd};
+const Impl* const kBwdData[] = {&impl::tiny_bwd_data, &impl::ref_bwd_data};
+const Impl* const kBwdWeight[] = {&impl::tiny_bwd_weight, &impl::ref_bwd_weight};
+
+bool verbose() {
+  static const bool v = [] {
+    const char* e = std::getenv("CONVKIT_VERBOSE");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return v;
+}
+
+// Forced names: from CONVKIT_IMPL until set_forced_impl replaces them. Read under a mutex only
+// when something is forced (the flag keeps the common path free of locks).
+struct Forced {
+  std::mutex mu;
+  std::vector<std::string> names;
+  std::atomic<bool> any{false};
+  Forced() {
+    const char* e = std::getenv("CONVKIT_IMPL");
+    if (e && *e) set(e);
+  }
+  void set(const std::string& list) {
+    std::vector<std::string> parsed;
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      item.erase(0, item.find_first_not_of(" \t"));
+      item.erase(item.find_last_not_of(" \t") + 1);
+      if (!item.empty()) parsed.push_back(item);
+    }
+    for (const auto& n : parsed) {
+      bool known = false;
+      for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight})
+        known = known || find_impl(pass, n) != nullptr;
+      if (!known) {
+        std::string all;
+        for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight})
+          for (const Impl* i : impls(pass))
+            if (all.find(std::string(" ") + i->name + ",") == std::string::npos)
+              all += std::string(" ") + i->name + ",";
+        if (!all.empty()) all.pop_back();
+        fail("conv2d: CONVKIT_IMPL names unknown implementation '", n, "'; known:", all);
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    names = std::move(parsed);
+    any.store(!names.empty());
+  }
+};
+Forced& forced() {
+  static Forced f;
+  return f;
+}
+
+std::string describe(const ConvParams& p) {
+  std::ostringstream o;
+  o << "N=" << p.N << " C=" << p.C << " H=" << p.H << " W=" << p.W << " O=" << p.O << " k=" << p.kH
+    << "x" << p.kW << " s=" << p.sH << "x" << p.sW << " d=" << p.dH << "x" << p.dW
+    << " pad(t,b,l,r)=" << p.pad_t << "," << p.pad_b << "," << p.pad_l << "," << p.pad_r
+    << " g=" << p.groups;
+  return o.str();
+}
+
+base::AlignedBuffer& scratch() {
+  thread_local base::AlignedBuffer buf;
+  return buf;
+}
+
+void dispatch(Pass pass, const ConvParams& p, const ConvArgs& a) {
+  const Impl& impl = choose(pass, p);
+  if (!verbose()) {
+    run_impl(impl, pass, p, a);
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  run_impl(impl, pass, p, a);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "convkit: conv2d %s %s impl=%s threads=%d workspace=%zuB time=%.4fms\n",
+               pass_name(pass), describe(p).c_str(), impl.name, base::max_threads(),
+               workspace_bytes(impl, p), ms);
+}
+
+}  // namespace
+
+const char* pass_name(Pass pass) {
+  switch (pass) {
+    case Pass::Fwd:
+      return "fwd";
+    case Pass::BwdData:
+      return "bwd_data";
+    case Pass::BwdWeight:
+      return "bwd_weight";
+  }
+  return "?";
+}
+
+std::span<const Impl* const> impls(Pass pass) {
+  switch (pass) {
+    case Pass::Fwd:
+      return kFwd;
+    case Pass::BwdData:
+      return kBwdData;
+    case Pass::BwdWeight:
+      return kBwdWeight;
+  }
+  return {};
+}
+
+const Impl* find_impl(Pass pass, const std::string& name) {
+  for (const Impl* i : impls(pass))
+    if (name == i->name) return i;
+  return nullptr;
+}
+
+const Impl& choose(Pass pass, const ConvParams& p) {
+  Forced& f = forced();
+  if (f.any.load(std::memory_order_acquire)) {
+    std::vector<std::string> names;
+    {
+      std::lock_guard<std::mutex> lock(f.mu);
+      names = f.names;
+    }
+    for (const auto& n : names) {
+      const Impl* i = find_impl(pass, n);
+      if (!i) continue;  // a name may exist for some passes only (e.g. forward-only Winograd)
+      if (const char* why = i->why_not(p))
+        fail("conv2d ", pass_name(pass), ": forced implementation '", n, "' does not apply to ",
+             describe(p), ": ", why);
+      return *i;
+    }
+  }
+  for (const Impl* i : impls(pass))
+    if (!i->why_not(p)) return *i;
+  fail("conv2d ", pass_name(pass), ": no implementation applies to ", describe(p));
+}
+
+std::size_t workspace_bytes(const Impl& impl, const ConvParams& p) {
+  return impl.workspace_floats(p, base::max_threads()) * sizeof(float);
+}
+
+void run_impl(const Impl& impl, Pass pass, const ConvParams& p, const ConvArgs& a) {
+  if (const char* why = impl.why_not(p))
+    fail("conv2d ", pass_name(pass), ": implementation '", impl.name, "' does not apply to ",
+         describe(p), ": ", why);
+  const int nt = base::max_threads();
+  const std::size_t ws = impl.workspace_floats(p, nt);
+  float* buf = ws ? scratch().reserve(ws) : nullptr;
+  impl.run(p, a, buf, nt);
+}
+
+void set_forced_impl(const std::string& names) {
+  Forced& f = forced();
+  f.set(names);
+}
+
+void forward(const ConvParams& p, const float* x, const float* w, const float* b, float* y) {
+  if (p.N == 0) return;  // empty batch: empty output
+  ConvArgs a;
+  a.x = x;
+  a.w = w;
+  a.b = b;
+  a.y = y;
+  dispatch(Pass::Fwd, p, a);
+}
+
+void backward_data(const ConvParams& p, const float* gy, const float* w, float* gx) {
+  if (p.N == 0) return;
+  ConvArgs a;
+  a.gy = gy;
+  a.w = w;
+  a.gx = gx;
+  dispatch(Pass::BwdData, p, a);
+}
+
+void backward_weight(const ConvParams& p, const float* gy, const float* x, float* gw, float* gb) {
+  if (!gw && !gb) return;
+  if (p.N == 0) {  // no samples: the gradients are sums over nothing
+    if (gw) std::fill(gw, gw + p.O * p.Cg() * p.kH * p.kW, 0.f);
+    if (gb) std::fill(gb, gb + p.O, 0.f);
+    return;
+  }
+  ConvArgs a;
+  a.gy = gy;
+  a.x = x;
+  a.gw = gw;
+  a.gb = gb;
+  dispatch(Pass::BwdWeight, p, a);
+}
+
+}  // namespace convkit::conv

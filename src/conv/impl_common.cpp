@@ -1,0 +1,40 @@
+// Helpers shared by the fast implementations.
+#include <algorithm>
+
+#include "base/parallel.h"
+#include "conv/impls.h"
+
+namespace convkit::conv::impl {
+
+const char* zero_padding_reason(const ConvParams& p) {
+  if (!p.has_padding()) return nullptr;
+  if (p.mode == kernels::PadMode::Zeros) return nullptr;
+  if (p.mode == kernels::PadMode::Constant && p.pad_value == 0.f) return nullptr;
+  return "padding mode other than zeros (fast paths read zeros outside the input)";
+}
+
+void bias_grad(const ConvParams& p, const float* gy, float* gb, int nthreads) {
+  // One channel per task: each image's plane is summed in 8 interleaved float lanes (vectorisable,
+  // fixed order), the planes in double. The order depends only on the shape, never on threads.
+  const int64_t hw = p.Ho * p.Wo;
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, p.O));
+  base::parallel_run(nt, [&](int tid, int n_threads) {
+    const auto [o0, o1] = base::split_range(p.O, tid, n_threads);
+    for (int64_t o = o0; o < o1; ++o) {
+      double acc = 0.0;
+      for (int64_t n = 0; n < p.N; ++n) {
+        const float* g = gy + (n * p.O + o) * hw;
+        float lane[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        int64_t i = 0;
+        for (; i + 8 <= hw; i += 8)
+          for (int j = 0; j < 8; ++j) lane[j] += g[i + j];
+        for (; i < hw; ++i) lane[i % 8] += g[i];
+        acc += (double(lane[0]) + lane[1]) + (double(lane[2]) + lane[3]) +
+               ((double(lane[4]) + lane[5]) + (double(lane[6]) + lane[7]));
+      }
+      gb[o] = static_cast<float>(acc);
+    }
+  });
+}
+
+}  // namespace convkit::conv::impl

@@ -1,0 +1,28 @@
+// The implementation objects each impl_*.cpp defines; conv.cpp orders them into dispatch lists.
+#pragma once
+#include "conv/dispatch.h"
+
+namespace convkit::conv::impl {
+
+// Reference loops (kernels/ref), every option; last in every list.
+extern const Impl ref_fwd, ref_bwd_data, ref_bwd_weight;
+// Scalar direct loops for tiny problems: no workspace, no threads, no allocation.
+extern const Impl tiny_fwd, tiny_bwd_data, tiny_bwd_weight;
+// Depthwise (groups == C == O) direct kernels.
+extern const Impl dw_fwd_avx2, dw_bwd_data_avx2, dw_bwd_weight_avx2;
+extern const Impl dw_fwd_generic, dw_bwd_data_generic, dw_bwd_weight_generic;
+// Single-channel (C == O == 1) direct kernels.
+extern const Impl direct1c_fwd_avx2;
+// Winograd F(4x4, 3x3), 3x3 stride 1 dense.
+extern const Impl wino_fwd_avx2;
+// Implicit GEMM over the packed SGEMM core (1x1 stride 1 unpadded: straight GEMM).
+extern const Impl gemm_fwd_avx2, gemm_bwd_data_avx2, gemm_bwd_weight_avx2;
+extern const Impl gemm_fwd_generic, gemm_bwd_data_generic, gemm_bwd_weight_generic;
+
+// Shared reasons and helpers.
+// Null when the padding reads zeros (mode zeros, or constant 0); fast paths handle only that.
+const char* zero_padding_reason(const ConvParams& p);
+// gb (O) = sum over n, oh, ow of gy (N, O, Ho, Wo), each channel summed in a fixed order.
+void bias_grad(const ConvParams& p, const float* gy, float* gb, int nthreads);
+
+}  // namespace convkit::conv::impl

@@ -1,0 +1,204 @@
+// Every convolution implementation in the dispatch lists against a naive double loop
+// (tests/conv/naive_conv.h states the tolerance policy), over hand-picked edge shapes and seeded
+// random ones, at the full ISA and with the portable fallbacks forced.
+#include <convkit/error.h>
+#include <convkit/runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/cpu.h"
+#include "conv/conv.h"
+#include "conv/dispatch.h"
+#include "conv/naive_conv.h"
+
+namespace convkit {
+namespace {
+
+using conv::ConvArgs;
+using conv::Impl;
+using conv::Pass;
+using testing::ConvParams;
+
+std::string str(const ConvParams& p) {
+  std::ostringstream o;
+  o << "N" << p.N << " C" << p.C << " H" << p.H << " W" << p.W << " O" << p.O << " k" << p.kH << "x"
+    << p.kW << " s" << p.sH << "x" << p.sW << " d" << p.dH << "x" << p.dW << " pad" << p.pad_t
+    << "," << p.pad_b << "," << p.pad_l << "," << p.pad_r << " g" << p.groups;
+  return o.str();
+}
+
+// Runs every implementation that applies to p for every pass and checks it; returns how many ran.
+int check_all(const ConvParams& p, uint32_t seed, bool bias = true) {
+  std::mt19937 rng(seed);
+  const auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
+  const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
+  const auto b = testing::random_vec(rng, p.O);
+  const auto gy = testing::random_vec(rng, p.N * p.O * p.Ho * p.Wo);
+  const auto rf = testing::naive_fwd(p, x.data(), w.data(), bias ? b.data() : nullptr);
+  const auto rd = testing::naive_bwd_data(p, gy.data(), w.data());
+  const auto rw = testing::naive_bwd_weight(p, gy.data(), x.data());
+  const float sentinel = std::numeric_limits<float>::quiet_NaN();  // catches unwritten outputs
+  int ran = 0;
+  for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight}) {
+    for (const Impl* impl : conv::impls(pass)) {
+      if (impl->why_not(p)) continue;
+      ++ran;
+      SCOPED_TRACE(std::string(conv::pass_name(pass)) + " " + impl->name + " " + str(p));
+      ConvArgs a;
+      std::vector<float> out;
+      const testing::Naive* r = nullptr;
+      if (pass == Pass::Fwd) {
+        out.assign(rf.val.size(), sentinel);
+        a.x = x.data(), a.w = w.data(), a.b = bias ? b.data() : nullptr, a.y = out.data();
+        r = &rf;
+      } else if (pass == Pass::BwdData) {
+        out.assign(rd.val.size(), sentinel);
+        a.gy = gy.data(), a.w = w.data(), a.gx = out.data();
+        r = &rd;
+      } else {
+        out.assign(rw.val.size(), sentinel);
+        a.gy = gy.data(), a.x = x.data(), a.gw = out.data();
+        a.gb = out.data() + (out.size() - p.O);
+        r = &rw;
+      }
+      conv::run_impl(*impl, pass, p, a);
+      const int64_t bad = testing::first_mismatch(*r, out.data());
+      if (bad >= 0)
+        ADD_FAILURE() << "element " << bad << ": got " << out[bad] << ", expected " << r->val[bad]
+                      << " (sum|term| " << r->mag[bad] << ")";
+    }
+  }
+  return ran;
+}
+
+// Edge shapes: N = 1, odd and prime sizes, H != W, kernels 1..7, stride 2, padding (four-sided),
+// dilation, groups = C, sizes straddling the 6x16 micro-tile and the cache blocks.
+std::vector<ConvParams> edge_shapes() {
+  using testing::make;
+  std::vector<ConvParams> s = {
+      make(1, 1, 6, 8, 1, 1, 2),                // the notebook
+      make(1, 1, 1, 1, 1, 1, 1),                // smallest
+      make(2, 3, 7, 5, 5, 3, 3, 1, 1),          // odd sizes, padding
+      make(1, 4, 13, 11, 7, 5, 5, 2, 2),        // stride 2, 5x5
+      make(3, 2, 17, 19, 13, 7, 7, 2, 3),       // 7x7 stride 2
+      make(1, 6, 9, 23, 17, 3, 3, 1, 2, 2),     // dilation 2
+      make(2, 8, 10, 10, 8, 3, 3, 1, 1, 1, 8),  // depthwise
+      make(1, 6, 11, 9, 12, 3, 3, 2, 1, 1, 6),  // depthwise, multiplier 2, stride 2
+      make(1, 5, 14, 12, 5, 5, 5, 1, 2, 1, 5),  // depthwise 5x5
+      make(2, 6, 8, 9, 4, 3, 1, 1, 0, 1, 2),    // groups 2, non-square kernel
+      make(1, 16, 17, 15, 23, 1, 1),            // 1x1: straight GEMM, edge tiles in M and N
+      make(2, 19, 9, 9, 6, 1, 1, 2),            // 1x1 stride 2
+      make(1, 1, 37, 41, 1, 3, 3, 1, 1),        // single channel
+      make(1, 1, 29, 70, 1, 5, 3, 1, 2),        // single channel, 5x3, wide
+      make(2, 29, 12, 18, 31, 3, 3, 1, 1),      // K = 261 straddles KC = 256
+      make(1, 7, 4, 4, 3, 4, 4),                // kernel equal to input
+      make(1, 3, 21, 21, 10, 3, 3, 1, 1),       // Winograd 4x4 tiles + edge
+      make(2, 4, 6, 7, 9, 3, 3, 1, 0),          // Winograd, valid
+  };
+  ConvParams four = make(1, 3, 10, 12, 6, 3, 3);
+  four.pad_t = 0, four.pad_b = 2, four.pad_l = 1, four.pad_r = 3;
+  testing::finish(four);
+  s.push_back(four);
+  return s;
+}
+
+TEST(ConvImpl, EdgeShapesEveryImplMatchesNaive) {
+  uint32_t seed = 1;
+  for (const auto& p : edge_shapes()) {
+    EXPECT_GT(check_all(p, seed, seed % 2 == 0), 0);
+    ++seed;
+  }
+}
+
+TEST(ConvImpl, RandomShapesEveryImplMatchesNaive) {
+  std::mt19937 rng(2024);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  int done = 0;
+  while (done < 60) {
+    ConvParams p;
+    p.N = pick(1, 3);
+    const int kind = pick(0, 3);  // 0, 1: dense, 2: depthwise (multiplier 1 or 2), 3: groups 2..3
+    if (kind <= 1) {
+      p.groups = 1, p.C = pick(1, 12), p.O = pick(1, 20);
+    } else if (kind == 2) {
+      p.C = pick(1, 10), p.groups = p.C, p.O = p.C * pick(1, 2);
+    } else {
+      p.groups = pick(2, 3), p.C = p.groups * pick(1, 4), p.O = p.groups * pick(1, 5);
+    }
+    p.H = pick(1, 24), p.W = pick(1, 24);
+    p.kH = pick(1, 7), p.kW = pick(1, 7);
+    if (pick(0, 2) == 0) p.kW = p.kH = 3;
+    p.sH = pick(1, 3), p.sW = pick(0, 1) ? p.sH : pick(1, 3);
+    p.dH = pick(1, 2), p.dW = pick(1, 2);
+    if (pick(0, 1)) p.sH = p.sW = p.dH = p.dW = 1;
+    p.pad_t = pick(0, 3), p.pad_b = pick(0, 3), p.pad_l = pick(0, 3), p.pad_r = pick(0, 3);
+    if (p.H + p.pad_t + p.pad_b < p.dH * (p.kH - 1) + 1) continue;
+    if (p.W + p.pad_l + p.pad_r < p.dW * (p.kW - 1) + 1) continue;
+    testing::finish(p);
+    EXPECT_GT(check_all(p, static_cast<uint32_t>(done + 100), pick(0, 1) == 1), 0);
+    ++done;
+  }
+}
+
+// The same shapes through the portable fallbacks (as on a machine without AVX2).
+TEST(ConvImpl, PortableFallbacksMatchNaive) {
+  base::set_isa_limit(base::Isa::Generic);
+  uint32_t seed = 500;
+  for (const auto& p : edge_shapes()) {
+    for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight})
+      EXPECT_EQ(std::string(conv::choose(pass, p).name).find("avx2"), std::string::npos);
+    check_all(p, seed++);
+  }
+  base::set_isa_limit(base::Isa::Avx2Fma);
+}
+
+TEST(ConvDispatch, ReferenceIsLastAndAppliesToEverything) {
+  for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight}) {
+    const auto list = conv::impls(pass);
+    ASSERT_FALSE(list.empty());
+    EXPECT_STREQ(list.back()->name, "ref");
+    ConvParams p = testing::make(1, 2, 5, 5, 2, 3, 3, 1, 1);
+    p.mode = kernels::PadMode::Reflect;
+    EXPECT_STREQ(conv::choose(pass, p).name, "ref");  // fast paths read zeros only
+  }
+}
+
+TEST(ConvDispatch, NotebookShapeTakesTheTinyPath) {
+  const ConvParams p = testing::make(1, 1, 6, 8, 1, 1, 2);
+  EXPECT_STREQ(conv::choose(Pass::Fwd, p).name, "tiny_direct");
+  EXPECT_EQ(conv::workspace_bytes(conv::choose(Pass::Fwd, p), p), 0u);
+}
+
+TEST(ConvDispatch, ForcedImplementationRunsOrFails) {
+  const ConvParams p = testing::make(1, 3, 40, 40, 8, 3, 3, 1, 1);
+  conv::set_forced_impl("ref");
+  EXPECT_STREQ(conv::choose(Pass::Fwd, p).name, "ref");
+  EXPECT_STREQ(conv::choose(Pass::BwdWeight, p).name, "ref");
+  conv::set_forced_impl("tiny_direct");  // too big for the tiny path: an error, not a fallback
+  EXPECT_THROW(conv::choose(Pass::Fwd, p), Error);
+  try {
+    conv::choose(Pass::Fwd, p);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tiny_direct"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(conv::set_forced_impl("no_such_impl"), Error);
+  conv::set_forced_impl("");
+  EXPECT_STRNE(conv::choose(Pass::Fwd, p).name, "tiny_direct");
+}
+
+TEST(ConvDispatch, EmptyBatchGivesZeroGradients) {
+  ConvParams p = testing::make(0, 2, 5, 5, 3, 3, 3);
+  std::vector<float> gw(3 * 2 * 9, 7.f), gb(3, 7.f);
+  conv::backward_weight(p, nullptr, nullptr, gw.data(), gb.data());
+  for (float v : gw) EXPECT_EQ(v, 0.f);
+  for (float v : gb) EXPECT_EQ(v, 0.f);
+}
+
+}  // namespace
+}  // namespace convkit
