@@ -74,7 +74,8 @@ Conv2dGrads conv2d_backward(const Tensor& grad_output, const Tensor& input, cons
                             bool has_bias, const Conv2dOptions& options, bool need_input = true,
                             bool need_weight = true, bool need_bias = true);
 
-enum class Reduction { None, Mean, Sum };
-Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
+// reduction='none' | 'mean' | 'sum', spelled as in PyTorch.
+enum class Reduction { none, mean, sum };
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
 
 }  // namespace convkit
