@@ -23,6 +23,14 @@ void parallel_run(int nthreads, F&& body) {
       const_cast<void*>(static_cast<const void*>(&body)));
 }
 
+// Threads worth waking for `flops` of work: at most max_threads, at least 1, and about 2 MFLOP
+// (tens of microseconds) per thread, below which waking a team costs more than it saves.
+inline int threads_for(double flops, int max_threads) {
+  const double per_thread = 2e6;
+  const int n = flops < per_thread ? 1 : static_cast<int>(flops / per_thread);
+  return n < max_threads ? n : max_threads;
+}
+
 // The tid-th of nt balanced contiguous pieces of [0, n): {begin, end}.
 inline std::pair<int64_t, int64_t> split_range(int64_t n, int tid, int nt) {
   const int64_t q = n / nt, r = n % nt;

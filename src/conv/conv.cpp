@@ -25,9 +25,12 @@ namespace convkit::conv {
 namespace {
 
 // Fastest first; each list ends with the reference, which applies to everything.
-const Impl* const kFwd[] = {&impl::tiny_fwd, &impl::ref_fwd};
-const Impl* const kBwdData[] = {&impl::tiny_bwd_data, &impl::ref_bwd_data};
-const Impl* const kBwdWeight[] = {&impl::tiny_bwd_weight, &impl::ref_bwd_weight};
+const Impl* const kFwd[] = {&impl::tiny_fwd, &impl::gemm_fwd_avx2, &impl::gemm_fwd_generic,
+                            &impl::ref_fwd};
+const Impl* const kBwdData[] = {&impl::tiny_bwd_data, &impl::gemm_bwd_data_avx2,
+                                &impl::gemm_bwd_data_generic, &impl::ref_bwd_data};
+const Impl* const kBwdWeight[] = {&impl::tiny_bwd_weight, &impl::gemm_bwd_weight_avx2,
+                                  &impl::gemm_bwd_weight_generic, &impl::ref_bwd_weight};
 
 bool verbose() {
   static const bool v = [] {
@@ -110,6 +113,10 @@ void dispatch(Pass pass, const ConvParams& p, const ConvArgs& a) {
 }
 
 }  // namespace
+
+bool verbose_enabled() {
+  return verbose();
+}
 
 const char* pass_name(Pass pass) {
   switch (pass) {

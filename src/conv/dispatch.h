@@ -56,5 +56,7 @@ void run_impl(const Impl& impl, Pass pass, const ConvParams& p, const ConvArgs& 
 // Overrides CONVKIT_IMPL for this process: comma-separated names; the first name present in a
 // pass's list is forced for that pass. "" restores automatic choice (CONVKIT_IMPL is then ignored).
 void set_forced_impl(const std::string& names);
+// True when CONVKIT_VERBOSE is set (implementations log their own data-dependent fallbacks).
+bool verbose_enabled();
 
 }  // namespace convkit::conv

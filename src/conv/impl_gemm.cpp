@@ -1,0 +1,287 @@
+// "gemm_avx2" / "gemm_generic": convolution as implicit GEMM on the packed SGEMM core.
+//
+//   forward      y_ng (Og x P) = w_g (Og x K) . col_ng (K x P)     K = Cg kH kW, P = Ho Wo
+//                (col packed block by block from x; 1x1 stride 1 is the GEMM on x itself)
+//   bwd_data     stride 1: the forward GEMM of gy with the flipped, transposed kernel
+//                  (gx = conv(gy, w'), w'[c][o][kh][kw] = w[o][c][kH-1-kh][kW-1-kw], pad
+//                  d(k-1)-pad)
+//                stride > 1: dcol (K x P) = w_g^T . gy_ng, block by block, scattered by col2im
+//   bwd_weight   gw_g (Og x K) = gy_g (Og x N P) . col^T (N P x K), the reduction over all images
+//
+// Threads split output columns (forward: (group, image, column block) tasks; bwd_data stride > 1:
+// input channels; bwd_weight: gw columns) and never a reduction, and KC is fixed, so every output
+// is the same sum in the same order whatever the thread count.
+// Workspace: the packed weights plus one KC x NC B block per thread (bwd_data stride > 1 adds a
+// per-thread dcol block) — far below the full im2col buffer.
+#include <cmath>
+#include <cstdio>
+
+#include "base/aligned.h"
+#include "base/cpu.h"
+#include "base/parallel.h"
+#include "conv/impls.h"
+#include "kernels/direct/direct.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/pack/im2col_pack.h"
+
+namespace convkit::conv::impl {
+
+namespace {
+
+using kernels::gemm::KC;
+using kernels::gemm::MicroKernel;
+using kernels::gemm::MR;
+using kernels::gemm::NC;
+using kernels::gemm::NR;
+using kernels::gemm::packed_a_floats;
+using kernels::gemm::packed_b_floats;
+using kernels::gemm::round_up;
+namespace pk = kernels::pack;
+
+constexpr int64_t kBBlock = packed_b_floats(KC, NC);  // one thread's packed B block
+constexpr int64_t kDcolCols = 256;                    // bwd_data stride > 1 column block
+
+int64_t kdim(const ConvParams& p) {
+  return p.Cg() * p.kH * p.kW;
+}
+
+bool all_finite(const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i])) return false;
+  return true;
+}
+
+void note_fallback(const char* pass, const char* what) {
+  if (verbose_enabled())
+    std::fprintf(stderr,
+                 "convkit: conv2d %s gemm: %s with zero padding; running the direct loops, which "
+                 "skip padded taps as the reference does (0 * Inf would be NaN)\n",
+                 pass, what);
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+
+// Packed weights of every group: group g's (Og x K) matrix as KC-blocks of MR panels.
+int64_t packed_w_floats(const ConvParams& p) {
+  return p.groups * packed_a_floats(p.Og(), kdim(p));
+}
+
+std::size_t fwd_ws(const ConvParams& p, int nt) {
+  return base::align_floats(packed_w_floats(p)) + static_cast<std::size_t>(nt) * kBBlock;
+}
+
+// Forward GEMM over explicit operands (bwd_data stride 1 reuses it with gy and w').
+void fwd_run(MicroKernel uk, const ConvParams& p, const float* x, const float* w, const float* b,
+             float* y, float* ws, int nthreads) {
+  const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, G = p.groups;
+  const int64_t Mp = round_up(Og, MR);
+  float* wpack = ws;  // (G, K-blocks of Mp x kc)
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t pc = 0; pc < K; pc += KC)
+      pk::pack_a_strided(w + g * Og * K, K, 1, 0, Og, pc, std::min(KC, K - pc),
+                         wpack + g * Mp * K + pc * Mp);
+  float* bbufs = ws + base::align_floats(packed_w_floats(p));
+  // Tasks: (group, image, column block); at least two per thread when planes are few.
+  const int64_t planes = G * p.N;
+  const int64_t per_plane = std::max<int64_t>(1, (2 * nthreads + planes - 1) / planes);
+  const int64_t nb = std::max(NR, round_up((P + per_plane - 1) / per_plane, NR));
+  const int64_t blocks = (P + nb - 1) / nb;
+  const int64_t tasks = planes * blocks;
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
+  base::parallel_run(nt, [&](int tid, int n_threads) {
+    float* bbuf = bbufs + tid * kBBlock;
+    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g = t / (p.N * blocks), n = (t / blocks) % p.N, jb = t % blocks;
+      const pk::Im2col view = pk::im2col_view(p, x, n, g);
+      float* yg = y + (n * p.O + g * Og) * P;  // (Og, P)
+      const float* wg = wpack + g * Mp * K;
+      kernels::gemm::gemm_columns(
+          uk, Og, K, jb * nb, std::min(P, (jb + 1) * nb), yg, P, bbuf,
+          [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+            pk::pack_im2col(view, k0, kc, jc, nc, dst);
+          },
+          [&](int64_t i0, int64_t, int64_t k0, int64_t) {
+            return static_cast<const float*>(wg + k0 * Mp + i0 * std::min(KC, K - k0));
+          },
+          [&](int64_t jc, int64_t nc) {
+            if (!b) return;
+            for (int64_t o = 0; o < Og; ++o) {
+              float* row = yg + o * P + jc;
+              const float bo = b[g * Og + o];
+              for (int64_t j = 0; j < nc; ++j) row[j] += bo;
+            }
+          });
+    }
+  });
+}
+
+template <MicroKernel UK>
+void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  const int nt = base::threads_for(p.flops(), max_nt);
+  if (p.has_padding() && !all_finite(a.w, p.O * kdim(p))) {
+    note_fallback("fwd", "non-finite weights");
+    kernels::direct::fwd(p, a.x, a.w, a.b, a.y);
+    return;
+  }
+  fwd_run(UK, p, a.x, a.w, a.b, a.y, ws, nt);
+}
+
+// ---- backward data ----------------------------------------------------------------------------
+
+// The forward problem whose output is gx when the stride is 1: input gy (N, O, Ho, Wo), kernel
+// w' (C, Og, kH, kW) flipped, padding d(k-1) - pad on each side (may be negative: crops).
+ConvParams transposed(const ConvParams& p) {
+  ConvParams q = p;
+  q.C = p.O, q.H = p.Ho, q.W = p.Wo, q.O = p.C, q.Ho = p.H, q.Wo = p.W;
+  q.pad_t = p.dH * (p.kH - 1) - p.pad_t, q.pad_b = p.dH * (p.kH - 1) - p.pad_b;
+  q.pad_l = p.dW * (p.kW - 1) - p.pad_l, q.pad_r = p.dW * (p.kW - 1) - p.pad_r;
+  return q;
+}
+
+int64_t wt_floats(const ConvParams& p) {
+  return base::align_floats(p.O * kdim(p));
+}
+
+std::size_t bwd_data_ws(const ConvParams& p, int nt) {
+  if (p.sH == 1 && p.sW == 1) return wt_floats(p) + fwd_ws(transposed(p), nt);
+  // Per thread: a packed B block (gy, Og x kDcolCols), a packed A block and a dcol block.
+  return static_cast<std::size_t>(nt) *
+         base::align_floats(packed_b_floats(KC, kDcolCols) +
+                            packed_a_floats(kernels::gemm::MC, KC) + kdim(p) * kDcolCols);
+}
+
+void bwd_data_s1(MicroKernel uk, const ConvParams& p, const ConvArgs& a, float* ws, int nt) {
+  const ConvParams q = transposed(p);
+  const int64_t Cg = p.Cg(), Og = p.Og(), khw = p.kH * p.kW;
+  float* wt = ws;  // (C, Og, kH, kW): wt[g*Cg + c][o][t] = w[g*Og + o][c][khw - 1 - t]
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t t = 0; t < khw; ++t)
+          wt[((g * Cg + c) * Og + o) * khw + t] = a.w[((g * Og + o) * Cg + c) * khw + khw - 1 - t];
+  fwd_run(uk, q, a.gy, wt, nullptr, a.gx, ws + wt_floats(p), nt);
+}
+
+// Stride > 1: each thread owns a range of input channels c (rows c kH kW .. of dcol), computes
+// those dcol rows for every column block in order and scatters them into its own gx planes.
+void bwd_data_strided(MicroKernel uk, const ConvParams& p, const ConvArgs& a, float* ws,
+                      int nthreads) {
+  const int64_t Cg = p.Cg(), Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, khw = p.kH * p.kW;
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, Cg));
+  const int64_t per_thread = bwd_data_ws(p, nthreads) / nthreads;
+  base::parallel_run(nt, [&](int tid, int n_threads) {
+    float* bbuf = ws + tid * per_thread;
+    float* abuf = bbuf + packed_b_floats(KC, kDcolCols);
+    float* dcol = abuf + packed_a_floats(kernels::gemm::MC, KC);
+    const auto [c0, c1] = base::split_range(Cg, tid, n_threads);
+    if (c0 == c1) return;
+    const int64_t r0 = c0 * khw, rows = (c1 - c0) * khw;
+    for (int64_t n = 0; n < p.N; ++n)
+      for (int64_t g = 0; g < p.groups; ++g) {
+        float* gxg = a.gx + (n * p.C + g * Cg) * p.H * p.W;
+        std::fill(gxg + c0 * p.H * p.W, gxg + c1 * p.H * p.W, 0.f);
+        const pk::Im2col view = pk::im2col_view(p, gxg, 0, 0);
+        const float* gyg = a.gy + (n * p.O + g * Og) * P;  // (Og, P)
+        const float* wg = a.w + g * Og * K;                // A = w_g^T: A(k, o) = wg[o K + k]
+        for (int64_t jb = 0; jb < P; jb += kDcolCols) {
+          const int64_t ncols = std::min(kDcolCols, P - jb);
+          // dcol (rows x ncols) = A(r0 .. r0+rows, :) . gy_g(:, jb .. jb+ncols)
+          kernels::gemm::gemm_columns(
+              uk, rows, Og, 0, ncols, dcol, ncols, bbuf,
+              [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+                kernels::gemm::pack_b_rows(gyg, P, k0, kc, jb + jc, nc, dst);
+              },
+              [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+                pk::pack_a_strided(wg, 1, K, r0 + i0, mc, k0, kc, abuf);
+                return static_cast<const float*>(abuf);
+              },
+              [](int64_t, int64_t) {});
+          pk::col2im_add(view, dcol, ncols, r0, rows, jb, ncols, gxg);
+        }
+      }
+  });
+}
+
+template <MicroKernel UK>
+void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  const int nt = base::threads_for(p.flops(), max_nt);
+  if (p.has_padding() && !all_finite(a.w, p.O * kdim(p))) {
+    note_fallback("bwd_data", "non-finite weights");
+    kernels::direct::bwd_data(p, a.gy, a.w, a.gx);
+    return;
+  }
+  if (p.sH == 1 && p.sW == 1)
+    bwd_data_s1(UK, p, a, ws, nt);
+  else
+    bwd_data_strided(UK, p, a, ws, nt);
+}
+
+// ---- backward weight --------------------------------------------------------------------------
+
+std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
+  return static_cast<std::size_t>(nt) *
+         base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
+}
+
+template <MicroKernel UK>
+void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  const int nthreads = base::threads_for(p.flops(), max_nt);
+  if (a.gb) bias_grad(p, a.gy, a.gb, nthreads);
+  if (!a.gw) return;
+  if (p.has_padding() && !all_finite(a.gy, p.N * p.O * p.Ho * p.Wo)) {
+    note_fallback("bwd_weight", "non-finite output gradients");
+    kernels::direct::bwd_weight(p, a.gy, a.x, a.gw, nullptr);
+    return;
+  }
+  const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, Q = p.N * P, G = p.groups;
+  const int64_t per_thread = bwd_weight_ws(p, nthreads) / nthreads;
+  // Tasks: (group, NR-aligned block of gw columns).
+  const int64_t per_group = std::max<int64_t>(1, (2 * nthreads + G - 1) / G);
+  const int64_t nb = std::max(NR, round_up((K + per_group - 1) / per_group, NR));
+  const int64_t blocks = (K + nb - 1) / nb;
+  const int64_t tasks = G * blocks;
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
+  base::parallel_run(nt, [&](int tid, int n_threads) {
+    float* bbuf = ws + tid * per_thread;
+    float* abuf = bbuf + kBBlock;
+    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g = t / blocks, kb = t % blocks;
+      const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
+      const float* gy0 = a.gy + g * Og * P;
+      kernels::gemm::gemm_columns(
+          UK, Og, Q, kb * nb, std::min(K, (kb + 1) * nb), a.gw + g * Og * K, K, bbuf,
+          [&](int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst) {
+            pk::pack_im2col_t(view, q0, qc, k0, nc, dst);
+          },
+          [&](int64_t i0, int64_t mc, int64_t q0, int64_t qc) {
+            pk::pack_a_gy(gy0, p.O * P, P, i0, mc, q0, qc, abuf);
+            return static_cast<const float*>(abuf);
+          },
+          [](int64_t, int64_t) {});
+    }
+  });
+}
+
+const char* avx2_why_not(const ConvParams& p) {
+  if (!base::use_avx2()) return "needs AVX2 and FMA";
+  return zero_padding_reason(p);
+}
+
+}  // namespace
+
+const Impl gemm_fwd_avx2{"gemm_avx2", avx2_why_not, fwd_ws,
+                         fwd<kernels::gemm::f32_gemm_6x16__avx2_fma>};
+const Impl gemm_bwd_data_avx2{"gemm_avx2", avx2_why_not, bwd_data_ws,
+                              bwd_data<kernels::gemm::f32_gemm_6x16__avx2_fma>};
+const Impl gemm_bwd_weight_avx2{"gemm_avx2", avx2_why_not, bwd_weight_ws,
+                                bwd_weight<kernels::gemm::f32_gemm_6x16__avx2_fma>};
+const Impl gemm_fwd_generic{"gemm_generic", zero_padding_reason, fwd_ws,
+                            fwd<kernels::gemm::f32_gemm_6x16__generic>};
+const Impl gemm_bwd_data_generic{"gemm_generic", zero_padding_reason, bwd_data_ws,
+                                 bwd_data<kernels::gemm::f32_gemm_6x16__generic>};
+const Impl gemm_bwd_weight_generic{"gemm_generic", zero_padding_reason, bwd_weight_ws,
+                                   bwd_weight<kernels::gemm::f32_gemm_6x16__generic>};
+
+}  // namespace convkit::conv::impl

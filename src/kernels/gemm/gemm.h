@@ -1,0 +1,91 @@
+// Packed SGEMM core (BLIS-style): C (M x N, rows contiguous, leading dimension ldc) = A (M x K) B
+// (K x N).
+//
+// Packed formats (64-byte aligned, zero-filled past the matrix edge):
+//   A block  (mc x kc): ceil(mc / MR) panels, panel r holds a[k * MR + i] = A(r * MR + i, k)
+//   B block  (kc x nc): ceil(nc / NR) panels, panel s holds b[k * NR + j] = B(k, s * NR + j)
+// Block sizes for AMD Zen 3 (32 KiB L1d, 512 KiB L2 per core): a B micro-panel (KC x NR = 16 KiB)
+// stays in L1 while the A block (MC x KC = 144 KiB) streams from L2; the B block (KC x NC = 512
+// KiB) sits in L2/L3. The result of an element depends only on K and KC (the K blocks are summed in
+// order), never on MC, NC or how columns are split between threads.
+#pragma once
+#include <cstdint>
+
+namespace convkit::kernels::gemm {
+
+constexpr int64_t MR = 6, NR = 16;
+constexpr int64_t MC = 144, KC = 256, NC = 512;
+
+// Micro-kernel contract: for i < mr, j < nr,
+//   C(i, j) = (accumulate ? C(i, j) : 0) + sum_{k < kc} a[k * MR + i] * b[k * NR + j]
+// with the k sum in increasing order, one float accumulator per element. C is never read when
+// accumulate is false, and only rows < mr, columns < nr are touched. kc may be 0.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                             int64_t mr, int64_t nr, bool accumulate);
+
+// AVX2 + FMA (call only when base::use_avx2()).
+void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                             int64_t mr, int64_t nr, bool accumulate);
+// Portable C++.
+void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                            int64_t mr, int64_t nr, bool accumulate);
+
+constexpr int64_t round_up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
+
+// Floats of a packed A block of mc rows x kc, and of a packed B block of kc x nc columns.
+constexpr int64_t packed_a_floats(int64_t mc, int64_t kc) {
+  return round_up(mc, MR) * kc;
+}
+constexpr int64_t packed_b_floats(int64_t kc, int64_t nc) {
+  return round_up(nc, NR) * kc;
+}
+
+// Packs A(i0 .. i0+mc, k0 .. k0+kc) of a row-major matrix (leading dimension lda) into dst.
+void pack_a_rows(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+                 float* dst);
+// Packs B(k0 .. k0+kc, j0 .. j0+nc) of a row-major matrix (leading dimension ldb) into dst.
+void pack_b_rows(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                 float* dst);
+
+// The blocked loops over one thread's column range [j0, j1) of C (M x N):
+//   pack_b(k0, kc, jc, nc, buf)   fills the B block (kc x nc) at (k0, jc) into buf (packed format)
+//   a_block(i0, mc, k0, kc)       returns the packed A block (mc x kc) at (i0, k0)
+//   epilogue(jc, nc)              runs after columns [jc, jc + nc) of C are final
+// bbuf holds packed_b_floats(KC, NC) floats. C(i, j) lives at c[i * ldc + j].
+template <typename PackB, typename ABlock, typename Epilogue>
+void gemm_columns(MicroKernel uk, int64_t M, int64_t K, int64_t j0, int64_t j1, float* c,
+                  int64_t ldc, float* bbuf, PackB&& pack_b, ABlock&& a_block, Epilogue&& epilogue) {
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    const int64_t nc = j1 - jc < NC ? j1 - jc : NC;
+    if (K == 0) {  // an empty sum: C = 0
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < nc; ++j) c[i * ldc + jc + j] = 0.f;
+    }
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = K - pc < KC ? K - pc : KC;
+      pack_b(pc, kc, jc, nc, bbuf);
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = M - ic < MC ? M - ic : MC;
+        const float* ablk = a_block(ic, mc, pc, kc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = nc - jr < NR ? nc - jr : NR;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = mc - ir < MR ? mc - ir : MR;
+            uk(kc, ablk + ir * kc, bbuf + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, mr, nr,
+               pc > 0);
+          }
+        }
+      }
+    }
+    epilogue(jc, nc);
+  }
+}
+
+// Plain row-major SGEMM for tests and tools: C (M x N) = A (M x K) B (K x N), single-threaded,
+// with the given micro-kernel. Allocates its packing buffers.
+void sgemm(MicroKernel uk, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float* C, int64_t ldc);
+
+}  // namespace convkit::kernels::gemm

@@ -1,0 +1,69 @@
+// Portable micro-kernel and packing routines of the SGEMM core (see gemm.h for the contracts).
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/aligned.h"
+#include "kernels/gemm/gemm.h"
+
+namespace convkit::kernels::gemm {
+
+void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                            int64_t mr, int64_t nr, bool accumulate) {
+  float acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t i = 0; i < MR; ++i) {
+      const float ai = a[i];
+      for (int64_t j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
+    a += MR;
+    b += NR;
+  }
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+void pack_a_rows(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+                 float* dst) {
+  for (int64_t r = 0; r < mc; r += MR) {
+    const int64_t rows = std::min(MR, mc - r);
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + r * kc + k * MR;
+      int64_t i = 0;
+      for (; i < rows; ++i) d[i] = A[(i0 + r + i) * lda + k0 + k];
+      for (; i < MR; ++i) d[i] = 0.f;
+    }
+  }
+}
+
+void pack_b_rows(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                 float* dst) {
+  for (int64_t s = 0; s < nc; s += NR) {
+    const int64_t cols = std::min(NR, nc - s);
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + s * kc + k * NR;
+      const float* src = B + (k0 + k) * ldb + j0 + s;
+      std::memcpy(d, src, sizeof(float) * cols);
+      std::fill(d + cols, d + NR, 0.f);
+    }
+  }
+}
+
+void sgemm(MicroKernel uk, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float* C, int64_t ldc) {
+  base::AlignedBuffer abuf(static_cast<size_t>(packed_a_floats(MC, KC)));
+  base::AlignedBuffer bbuf(static_cast<size_t>(packed_b_floats(KC, NC)));
+  gemm_columns(
+      uk, M, K, 0, N, C, ldc, bbuf.data(),
+      [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+        pack_b_rows(B, ldb, k0, kc, jc, nc, dst);
+      },
+      [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+        pack_a_rows(A, lda, i0, mc, k0, kc, abuf.data());
+        return static_cast<const float*>(abuf.data());
+      },
+      [](int64_t, int64_t) {});
+}
+
+}  // namespace convkit::kernels::gemm

@@ -1,0 +1,73 @@
+// Results are bitwise identical whatever the thread count: every implementation that applies is
+// run at 1 and at 2 threads on shapes big enough to wake both threads, and the bits compared.
+#include <convkit/runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "conv/dispatch.h"
+#include "conv/naive_conv.h"
+
+namespace convkit {
+namespace {
+
+using conv::ConvArgs;
+using conv::Impl;
+using conv::Pass;
+
+std::vector<float> run(const Impl& impl, Pass pass, const testing::ConvParams& p,
+                       const std::vector<float>& x, const std::vector<float>& w,
+                       const std::vector<float>& b, const std::vector<float>& gy, int threads) {
+  set_num_threads(threads);
+  ConvArgs a;
+  std::vector<float> out;
+  if (pass == Pass::Fwd) {
+    out.assign(p.N * p.O * p.Ho * p.Wo, 0.f);
+    a.x = x.data(), a.w = w.data(), a.b = b.data(), a.y = out.data();
+  } else if (pass == Pass::BwdData) {
+    out.assign(p.N * p.C * p.H * p.W, 0.f);
+    a.gy = gy.data(), a.w = w.data(), a.gx = out.data();
+  } else {
+    out.assign(p.O * p.Cg() * p.kH * p.kW + p.O, 0.f);
+    a.gy = gy.data(), a.x = x.data(), a.gw = out.data(), a.gb = out.data() + (out.size() - p.O);
+  }
+  conv::run_impl(impl, pass, p, a);
+  set_num_threads(0);
+  return out;
+}
+
+TEST(ConvDeterminism, OneAndTwoThreadsGiveIdenticalBits) {
+  using testing::make;
+  const testing::ConvParams shapes[] = {
+      make(2, 16, 20, 20, 24, 3, 3, 1, 1),         // 3x3 stride 1 (implicit GEMM / Winograd)
+      make(2, 32, 21, 21, 32, 3, 3, 2, 1),         // stride 2 (bwd_data through col2im)
+      make(3, 64, 14, 14, 40, 1, 1),               // 1x1
+      make(2, 48, 30, 30, 48, 3, 3, 1, 1, 1, 48),  // depthwise
+      make(1, 1, 300, 300, 1, 3, 3, 1, 1),         // single channel
+  };
+  std::mt19937 rng(99);
+  int compared = 0;
+  for (const auto& p : shapes) {
+    const auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
+    const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
+    const auto b = testing::random_vec(rng, p.O);
+    const auto gy = testing::random_vec(rng, p.N * p.O * p.Ho * p.Wo);
+    for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight})
+      for (const Impl* impl : conv::impls(pass)) {
+        if (impl->why_not(p) || std::string(impl->name) == "ref") continue;
+        const auto one = run(*impl, pass, p, x, w, b, gy, 1);
+        const auto two = run(*impl, pass, p, x, w, b, gy, 2);
+        EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0)
+            << conv::pass_name(pass) << " " << impl->name << " N" << p.N << " C" << p.C << " O"
+            << p.O << " k" << p.kH << " s" << p.sH << " g" << p.groups;
+        ++compared;
+      }
+  }
+  EXPECT_GT(compared, 10);
+}
+
+}  // namespace
+}  // namespace convkit

@@ -1,0 +1,92 @@
+// The packed SGEMM core against a naive double-precision matrix product, both micro-kernels,
+// sizes straddling the 6x16 tile and the MC/KC/NC blocks. Tolerance: |got - exact| <=
+// 2 (K + 2) 2^-24 sum_k |A(i,k) B(k,j)| (the recursive-summation bound; see
+// tests/conv/naive_conv.h).
+#include "kernels/gemm/gemm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "base/cpu.h"
+
+namespace convkit::kernels::gemm {
+namespace {
+
+std::vector<MicroKernel> kernels_here() {
+  std::vector<MicroKernel> k = {f32_gemm_6x16__generic};
+  if (base::use_avx2()) k.push_back(f32_gemm_6x16__avx2_fma);
+  return k;
+}
+
+void check_sgemm(MicroKernel uk, int64_t M, int64_t N, int64_t K, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;  // padded leading dimensions
+  std::vector<float> A(M * lda), B(K * ldb), C(M * ldc, 42.f);
+  for (auto& v : A) v = u(rng);
+  for (auto& v : B) v = u(rng);
+  sgemm(uk, M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc);
+  const double eps = std::ldexp(1.0, -24);
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      double exact = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double t = double(A[i * lda + k]) * B[k * ldb + j];
+        exact += t;
+        mag += std::fabs(t);
+      }
+      ASSERT_LE(std::fabs(C[i * ldc + j] - exact), 2.0 * (K + 2) * eps * mag + 1e-30)
+          << "M" << M << " N" << N << " K" << K << " at (" << i << ", " << j << ")";
+    }
+    for (int64_t j = N; j < ldc; ++j) ASSERT_EQ(C[i * ldc + j], 42.f) << "wrote past column N";
+  }
+}
+
+TEST(Sgemm, EdgeTilesAndBlocksMatchNaive) {
+  const int64_t sizes[][3] = {{1, 1, 1},    {6, 16, 1},      {5, 15, 7},   {7, 17, 3},
+                              {13, 33, 29}, {12, 32, 256},   {145, 20, 9}, {3, 513, 5},
+                              {7, 9, 257},  {150, 530, 300}, {1, 40, 600}, {31, 1, 2}};
+  uint32_t seed = 7;
+  for (MicroKernel uk : kernels_here())
+    for (const auto& s : sizes) check_sgemm(uk, s[0], s[1], s[2], seed++);
+}
+
+TEST(Sgemm, EmptyKGivesZeros) {
+  for (MicroKernel uk : kernels_here()) {
+    std::vector<float> C(4 * 5, 3.f);
+    sgemm(uk, 4, 5, 0, nullptr, 1, nullptr, 5, C.data(), 5);
+    for (float v : C) EXPECT_EQ(v, 0.f);
+  }
+}
+
+// The micro-kernel contract: accumulate adds to C, and nothing outside mr x nr is touched.
+TEST(Sgemm, MicroKernelAccumulatesAndStaysInItsTile) {
+  for (MicroKernel uk : kernels_here()) {
+    const int64_t kc = 3;
+    std::vector<float> a(kc * MR), b(kc * NR);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 5) - 2.f;  // small integers: exact
+    for (size_t i = 0; i < b.size(); ++i) b[i] = float(i % 7) - 3.f;
+    alignas(64) float bal[kc * NR];
+    std::copy(b.begin(), b.end(), bal);
+    for (int64_t mr : {1, 4, 6})
+      for (int64_t nr : {1, 9, 16}) {
+        const int64_t ldc = 20;
+        std::vector<float> c(MR * ldc, 1.f);
+        uk(kc, a.data(), bal, c.data(), ldc, mr, nr, true);
+        for (int64_t i = 0; i < MR; ++i)
+          for (int64_t j = 0; j < ldc; ++j) {
+            float want = 1.f;
+            if (i < mr && j < nr)
+              for (int64_t k = 0; k < kc; ++k) want += a[k * MR + i] * b[k * NR + j];
+            EXPECT_EQ(c[i * ldc + j], want)
+                << "mr " << mr << " nr " << nr << " (" << i << "," << j << ")";
+          }
+      }
+  }
+}
+
+}  // namespace
+}  // namespace convkit::kernels::gemm
