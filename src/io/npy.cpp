@@ -621,11 +621,17 @@ NpyArray read_npy_file(const std::string& path) {
   const size_t got = read_fully(file.fd, head.data(), head.size(), ctx);
   if (got != head.size()) fail(ctx, ": the file shrank while being read");
   const Preamble pre = parse_preamble(head.data(), head.size(), total, ctx);
-  head.resize(static_cast<size_t>(pre.prefix + pre.header_len));
-  const size_t rest = head.size() - got;
-  if (read_fully(file.fd, head.data() + got, rest, ctx) != rest)
-    fail(ctx, ": the file shrank while being read");
+  // (A short header may end inside the 12 bytes already read; then those hold it all.)
+  const auto header_end = static_cast<size_t>(pre.prefix + pre.header_len);
+  if (header_end > got) {
+    head.resize(header_end);
+    const size_t rest = header_end - got;
+    if (read_fully(file.fd, head.data() + got, rest, ctx) != rest)
+      fail(ctx, ": the file shrank while being read");
+  }
   const NpyHeader h = parse_npy_header(head.data(), head.size(), total, ctx);
+  if (::lseek(file.fd, static_cast<off_t>(h.data_offset), SEEK_SET) < 0)
+    fail(ctx, ": seek error: ", std::strerror(errno));
 
   NpyArray out;
   out.shape = h.shape;

@@ -501,6 +501,14 @@ TEST(NpyFile, ReadErrorsNameTheFile) {
   expect_file_error(dir.file("trail.npy"), "unexpected bytes after the data");
   write_bytes(dir.file("hdr.npy"), make_npy(dict("<f4", "(1,)"), "").substr(0, 30));
   expect_file_error(dir.file("hdr.npy"), "truncated header");
+  // Headers of 0 and 1 bytes end inside the first 12 bytes read.
+  write_bytes(dir.file("h0.npy"), make_npy("", "ab", 1, true));
+  expect_file_error(dir.file("h0.npy"), "unparsable header");
+  write_bytes(dir.file("h1.npy"), make_npy("{", "ab", 1, true));
+  expect_file_error(dir.file("h1.npy"), "unparsable header");
+  // The smallest valid file: a 2-byte header '{}' is parsed, then reported for its missing keys.
+  write_bytes(dir.file("h2.npy"), make_npy("{}", "", 1, true));
+  expect_file_error(dir.file("h2.npy"), "no 'descr' key");
   write_bytes(dir.file("empty.npy"), "");
   expect_file_error(dir.file("empty.npy"), "truncated");
 }
