@@ -8,13 +8,9 @@ namespace convkit::conv::impl {
 extern const Impl ref_fwd, ref_bwd_data, ref_bwd_weight;
 // Scalar direct loops for tiny problems: no workspace, no threads, no allocation.
 extern const Impl tiny_fwd, tiny_bwd_data, tiny_bwd_weight;
-// Depthwise (groups == C == O) direct kernels.
-extern const Impl dw_fwd_avx2, dw_bwd_data_avx2, dw_bwd_weight_avx2;
-extern const Impl dw_fwd_generic, dw_bwd_data_generic, dw_bwd_weight_generic;
-// Single-channel (C == O == 1) direct kernels.
-extern const Impl direct1c_fwd_avx2;
-// Winograd F(4x4, 3x3), 3x3 stride 1 dense.
-extern const Impl wino_fwd_avx2;
+// Direct kernels by output rows: depthwise, small groups, single channel (C/g * O/g <= 16).
+extern const Impl direct_fwd_avx2, direct_bwd_data_avx2, direct_bwd_weight_avx2;
+extern const Impl direct_fwd_generic, direct_bwd_data_generic, direct_bwd_weight_generic;
 // Implicit GEMM over the packed SGEMM core (1x1 stride 1 unpadded: straight GEMM).
 extern const Impl gemm_fwd_avx2, gemm_bwd_data_avx2, gemm_bwd_weight_avx2;
 extern const Impl gemm_fwd_generic, gemm_bwd_data_generic, gemm_bwd_weight_generic;

@@ -4,69 +4,110 @@
 
 namespace convkit::kernels::direct {
 
-void fwd(const ConvParams& p, const float* x, const float* w, const float* b, float* y) {
-  const int64_t Cg = p.Cg(), Og = p.Og();
-  for (int64_t n = 0; n < p.N; ++n)
-    for (int64_t o = 0; o < p.O; ++o) {
-      const int64_t g = o / Og;
-      float* yo = y + (n * p.O + o) * p.Ho * p.Wo;  // (Ho, Wo)
-      std::fill(yo, yo + p.Ho * p.Wo, b ? b[o] : 0.f);
-      for (int64_t c = 0; c < Cg; ++c) {
-        const float* xc = x + (n * p.C + g * Cg + c) * p.H * p.W;  // (H, W)
-        const float* wc = w + (o * Cg + c) * p.kH * p.kW;          // (kH, kW)
-        for (int64_t kh = 0; kh < p.kH; ++kh) {
-          int64_t oh0, oh1;
-          valid_range(kh * p.dH - p.pad_t, p.sH, p.H, p.Ho, oh0, oh1);
-          for (int64_t kw = 0; kw < p.kW; ++kw) {
-            const float wv = wc[kh * p.kW + kw];
-            const int64_t off = kw * p.dW - p.pad_l;
-            int64_t ow0, ow1;
-            valid_range(off, p.sW, p.W, p.Wo, ow0, ow1);
-            for (int64_t oh = oh0; oh < oh1; ++oh) {
-              const float* xr = xc + (oh * p.sH + kh * p.dH - p.pad_t) * p.W + off;
-              float* yr = yo + oh * p.Wo;
-              if (p.sW == 1)
-                for (int64_t ow = ow0; ow < ow1; ++ow) yr[ow] += wv * xr[ow];
-              else
-                for (int64_t ow = ow0; ow < ow1; ++ow) yr[ow] += wv * xr[ow * p.sW];
-            }
-          }
+namespace {
+
+void axpy(int64_t n, float a, const float* x, int64_t sx, float* y) {
+  if (sx == 1)
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  else
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i * sx];
+}
+void axpy_scatter(int64_t n, float a, const float* x, float* y, int64_t sy) {
+  for (int64_t i = 0; i < n; ++i) y[i * sy] += a * x[i];
+}
+float dot(int64_t n, const float* g, const float* x, int64_t sx) {
+  float lane[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  for (int64_t i = 0; i < n; ++i) lane[i & 7] += g[i] * x[i * sx];
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+}  // namespace
+
+const RowOps rows_generic{axpy, axpy_scatter, dot};
+
+void fwd_rows(const RowOps& ops, const ConvParams& p, const float* x, const float* w,
+              const float* b, float* y, int64_t n, int64_t o, int64_t oh0, int64_t oh1) {
+  const int64_t Cg = p.Cg(), g = o / p.Og();
+  const float* xg = x + (n * p.C + g * Cg) * p.H * p.W;  // (Cg, H, W)
+  const float* wo = w + o * Cg * p.kH * p.kW;            // (Cg, kH, kW)
+  float* yo = y + (n * p.O + o) * p.Ho * p.Wo;           // (Ho, Wo)
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    float* yr = yo + oh * p.Wo;
+    std::fill(yr, yr + p.Wo, b ? b[o] : 0.f);
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t kh = 0; kh < p.kH; ++kh) {
+        const int64_t ih = oh * p.sH + kh * p.dH - p.pad_t;
+        if (ih < 0 || ih >= p.H) continue;
+        const float* xr = xg + (c * p.H + ih) * p.W;
+        for (int64_t kw = 0; kw < p.kW; ++kw) {
+          const int64_t off = kw * p.dW - p.pad_l;
+          int64_t lo, hi;
+          valid_range(off, p.sW, p.W, p.Wo, lo, hi);
+          ops.axpy(hi - lo, wo[(c * p.kH + kh) * p.kW + kw], xr + lo * p.sW + off, p.sW, yr + lo);
+        }
+      }
+  }
+}
+
+void bwd_data_rows(const RowOps& ops, const ConvParams& p, const float* gy, const float* w,
+                   float* gx, int64_t n, int64_t ci, int64_t ih0, int64_t ih1) {
+  const int64_t Cg = p.Cg(), Og = p.Og(), g = ci / Cg, c = ci % Cg;
+  float* gxc = gx + (n * p.C + ci) * p.H * p.W;  // (H, W)
+  std::fill(gxc + ih0 * p.W, gxc + ih1 * p.W, 0.f);
+  for (int64_t ih = ih0; ih < ih1; ++ih) {
+    float* xr = gxc + ih * p.W;
+    for (int64_t o = g * Og; o < (g + 1) * Og; ++o) {
+      const float* go = gy + (n * p.O + o) * p.Ho * p.Wo;
+      const float* wc = w + (o * Cg + c) * p.kH * p.kW;
+      for (int64_t kh = 0; kh < p.kH; ++kh) {
+        const int64_t num = ih + p.pad_t - kh * p.dH;  // = oh * sH
+        if (num < 0 || num % p.sH != 0 || num / p.sH >= p.Ho) continue;
+        const float* gr = go + (num / p.sH) * p.Wo;
+        for (int64_t kw = 0; kw < p.kW; ++kw) {
+          const int64_t off = kw * p.dW - p.pad_l;
+          int64_t lo, hi;
+          valid_range(off, p.sW, p.W, p.Wo, lo, hi);
+          ops.axpy_scatter(hi - lo, wc[kh * p.kW + kw], gr + lo, xr + lo * p.sW + off, p.sW);
         }
       }
     }
+  }
+}
+
+void bwd_weight_rows(const RowOps& ops, const ConvParams& p, const float* gy, const float* x,
+                     int64_t o, int64_t r0, int64_t r1, float* acc) {
+  const int64_t Cg = p.Cg(), g = o / p.Og();
+  std::fill(acc, acc + Cg * p.kH * p.kW, 0.f);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / p.Ho, oh = r % p.Ho;
+    const float* gr = gy + ((n * p.O + o) * p.Ho + oh) * p.Wo;
+    const float* xg = x + (n * p.C + g * Cg) * p.H * p.W;
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t kh = 0; kh < p.kH; ++kh) {
+        const int64_t ih = oh * p.sH + kh * p.dH - p.pad_t;
+        if (ih < 0 || ih >= p.H) continue;
+        const float* xr = xg + (c * p.H + ih) * p.W;
+        for (int64_t kw = 0; kw < p.kW; ++kw) {
+          const int64_t off = kw * p.dW - p.pad_l;
+          int64_t lo, hi;
+          valid_range(off, p.sW, p.W, p.Wo, lo, hi);
+          acc[(c * p.kH + kh) * p.kW + kw] += ops.dot(hi - lo, gr + lo, xr + lo * p.sW + off, p.sW);
+        }
+      }
+  }
+}
+
+void fwd(const ConvParams& p, const float* x, const float* w, const float* b, float* y) {
+  for (int64_t n = 0; n < p.N; ++n)
+    for (int64_t o = 0; o < p.O; ++o) fwd_rows(rows_generic, p, x, w, b, y, n, o, 0, p.Ho);
 }
 
 void bwd_data(const ConvParams& p, const float* gy, const float* w, float* gx) {
-  const int64_t Cg = p.Cg(), Og = p.Og();
-  std::fill(gx, gx + p.N * p.C * p.H * p.W, 0.f);
   for (int64_t n = 0; n < p.N; ++n)
-    for (int64_t ci = 0; ci < p.C; ++ci) {
-      const int64_t g = ci / Cg, c = ci % Cg;
-      float* gxc = gx + (n * p.C + ci) * p.H * p.W;
-      for (int64_t o = g * Og; o < (g + 1) * Og; ++o) {
-        const float* go = gy + (n * p.O + o) * p.Ho * p.Wo;
-        const float* wc = w + (o * Cg + c) * p.kH * p.kW;
-        for (int64_t kh = 0; kh < p.kH; ++kh) {
-          int64_t oh0, oh1;
-          valid_range(kh * p.dH - p.pad_t, p.sH, p.H, p.Ho, oh0, oh1);
-          for (int64_t kw = 0; kw < p.kW; ++kw) {
-            const float wv = wc[kh * p.kW + kw];
-            const int64_t off = kw * p.dW - p.pad_l;
-            int64_t ow0, ow1;
-            valid_range(off, p.sW, p.W, p.Wo, ow0, ow1);
-            for (int64_t oh = oh0; oh < oh1; ++oh) {
-              float* xr = gxc + (oh * p.sH + kh * p.dH - p.pad_t) * p.W + off;
-              const float* gr = go + oh * p.Wo;
-              for (int64_t ow = ow0; ow < ow1; ++ow) xr[ow * p.sW] += wv * gr[ow];
-            }
-          }
-        }
-      }
-    }
+    for (int64_t ci = 0; ci < p.C; ++ci) bwd_data_rows(rows_generic, p, gy, w, gx, n, ci, 0, p.H);
 }
 
 void bwd_weight(const ConvParams& p, const float* gy, const float* x, float* gw, float* gb) {
-  const int64_t Cg = p.Cg(), Og = p.Og();
   if (gb)
     for (int64_t o = 0; o < p.O; ++o) {
       float acc = 0.f;
@@ -76,31 +117,9 @@ void bwd_weight(const ConvParams& p, const float* gy, const float* x, float* gw,
       }
       gb[o] = acc;
     }
-  if (!gw) return;
-  for (int64_t o = 0; o < p.O; ++o) {
-    const int64_t g = o / Og;
-    for (int64_t c = 0; c < Cg; ++c)
-      for (int64_t kh = 0; kh < p.kH; ++kh) {
-        int64_t oh0, oh1;
-        valid_range(kh * p.dH - p.pad_t, p.sH, p.H, p.Ho, oh0, oh1);
-        for (int64_t kw = 0; kw < p.kW; ++kw) {
-          const int64_t off = kw * p.dW - p.pad_l;
-          int64_t ow0, ow1;
-          valid_range(off, p.sW, p.W, p.Wo, ow0, ow1);
-          float acc = 0.f;
-          for (int64_t n = 0; n < p.N; ++n) {
-            const float* go = gy + (n * p.O + o) * p.Ho * p.Wo;
-            const float* xc = x + (n * p.C + g * Cg + c) * p.H * p.W;
-            for (int64_t oh = oh0; oh < oh1; ++oh) {
-              const float* xr = xc + (oh * p.sH + kh * p.dH - p.pad_t) * p.W + off;
-              const float* gr = go + oh * p.Wo;
-              for (int64_t ow = ow0; ow < ow1; ++ow) acc += gr[ow] * xr[ow * p.sW];
-            }
-          }
-          gw[((o * Cg + c) * p.kH + kh) * p.kW + kw] = acc;
-        }
-      }
-  }
+  if (gw)
+    for (int64_t o = 0; o < p.O; ++o)
+      bwd_weight_rows(rows_generic, p, gy, x, o, 0, p.N * p.Ho, gw + o * p.Cg() * p.kH * p.kW);
 }
 
 }  // namespace convkit::kernels::direct
