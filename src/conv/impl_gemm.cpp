@@ -70,16 +70,23 @@ std::size_t fwd_ws(const ConvParams& p, int nt) {
   return base::align_floats(packed_w_floats(p)) + static_cast<std::size_t>(nt) * kBBlock;
 }
 
-// Forward GEMM over explicit operands (bwd_data stride 1 reuses it with gy and w').
-void fwd_run(MicroKernel uk, const ConvParams& p, const float* x, const float* w, const float* b,
+// Forward GEMM over explicit operands; weight(g, i, k) gives group g's A(i, k) (bwd_data stride 1
+// reuses it with gy and the flipped, transposed kernel, read in place).
+template <typename WeightAt>
+void fwd_run(MicroKernel uk, const ConvParams& p, const float* x, WeightAt&& weight, const float* b,
              float* y, float* ws, int nthreads) {
   const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, G = p.groups;
   const int64_t Mp = round_up(Og, MR);
   float* wpack = ws;  // (G, K-blocks of Mp x kc)
   for (int64_t g = 0; g < G; ++g)
-    for (int64_t pc = 0; pc < K; pc += KC)
-      pk::pack_a_strided(w + g * Og * K, K, 1, 0, Og, pc, std::min(KC, K - pc),
-                         wpack + g * Mp * K + pc * Mp);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      float* dst = wpack + g * Mp * K + pc * Mp;
+      for (int64_t r = 0; r < Mp; r += MR)
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t i = 0; i < MR; ++i)
+            dst[r * kc + k * MR + i] = r + i < Og ? weight(g, r + i, pc + k) : 0.f;
+    }
   float* bbufs = ws + base::align_floats(packed_w_floats(p));
   // Tasks: (group, image, column block); at least two per thread when planes are few.
   const int64_t planes = G * p.N;
@@ -124,7 +131,11 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     kernels::direct::fwd(p, a.x, a.w, a.b, a.y);
     return;
   }
-  fwd_run(UK, p, a.x, a.w, a.b, a.y, ws, nt);
+  const int64_t K = kdim(p), Og = p.Og();
+  const float* w = a.w;
+  fwd_run(
+      UK, p, a.x, [=](int64_t g, int64_t i, int64_t k) { return w[(g * Og + i) * K + k]; }, a.b,
+      a.y, ws, nt);
 }
 
 // ---- backward data ----------------------------------------------------------------------------
@@ -139,12 +150,8 @@ ConvParams transposed(const ConvParams& p) {
   return q;
 }
 
-int64_t wt_floats(const ConvParams& p) {
-  return base::align_floats(p.O * kdim(p));
-}
-
 std::size_t bwd_data_ws(const ConvParams& p, int nt) {
-  if (p.sH == 1 && p.sW == 1) return wt_floats(p) + fwd_ws(transposed(p), nt);
+  if (p.sH == 1 && p.sW == 1) return fwd_ws(transposed(p), nt);
   // Per thread: a packed B block (gy, Og x kDcolCols), a packed A block and a dcol block.
   return static_cast<std::size_t>(nt) *
          base::align_floats(packed_b_floats(KC, kDcolCols) +
@@ -152,15 +159,16 @@ std::size_t bwd_data_ws(const ConvParams& p, int nt) {
 }
 
 void bwd_data_s1(MicroKernel uk, const ConvParams& p, const ConvArgs& a, float* ws, int nt) {
-  const ConvParams q = transposed(p);
   const int64_t Cg = p.Cg(), Og = p.Og(), khw = p.kH * p.kW;
-  float* wt = ws;  // (C, Og, kH, kW): wt[g*Cg + c][o][t] = w[g*Og + o][c][khw - 1 - t]
-  for (int64_t g = 0; g < p.groups; ++g)
-    for (int64_t c = 0; c < Cg; ++c)
-      for (int64_t o = 0; o < Og; ++o)
-        for (int64_t t = 0; t < khw; ++t)
-          wt[((g * Cg + c) * Og + o) * khw + t] = a.w[((g * Og + o) * Cg + c) * khw + khw - 1 - t];
-  fwd_run(uk, q, a.gy, wt, nullptr, a.gx, ws + wt_floats(p), nt);
+  const float* w = a.w;
+  // A(c, (o, t)) of group g = w[g Og + o][c][kH kW - 1 - t]: the kernel flipped and transposed.
+  fwd_run(
+      uk, transposed(p), a.gy,
+      [=](int64_t g, int64_t c, int64_t k) {
+        const int64_t o = k / khw, t = k % khw;
+        return w[((g * Og + o) * Cg + c) * khw + khw - 1 - t];
+      },
+      nullptr, a.gx, ws, nt);
 }
 
 // Stride > 1: each thread owns a range of input channels c (rows c kH kW .. of dcol), computes

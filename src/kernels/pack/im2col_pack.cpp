@@ -56,8 +56,7 @@ inline void gather_run(const Im2col& g, const Tap& t, int64_t ih, int64_t ow, in
   int64_t i = 0;
   for (; i < a; ++i) dst[i * dst_stride] = 0.f;
   if (dst_stride == 1 && g.sW == 1) {
-    std::memcpy(dst + a, row + ow + a, sizeof(float) * (b - a));
-    i = b;
+    for (; i < b; ++i) dst[i] = row[ow + i];  // at most NR floats: inline, no memcpy call
   } else {
     for (; i < b; ++i) dst[i * dst_stride] = row[(ow + i) * g.sW];
   }
