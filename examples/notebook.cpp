@@ -58,7 +58,8 @@ int main() {
   Tensor Y2d = corr2d(X2d, K);
   X = X2d.reshape({1, 1, 6, 8});
   Y = Y2d.reshape({1, 1, 6, 7});
-  nn::LazyConv2d conv2d(1, {1, 2}, {.bias = false});  // nn.LazyConv2d(1, kernel_size=(1, 2), bias=False)
+  nn::LazyConv2d conv2d(1, {1, 2},
+                        {.bias = false});  // nn.LazyConv2d(1, kernel_size=(1, 2), bias=False)
   const float lr = 3e-2f;
   for (int i = 0; i < 10; ++i) {
     Tensor Y_hat = conv2d(X);

@@ -19,7 +19,9 @@ void cell(int number, const char* code) {
   std::cout << "In [" << number << "]:\n" << code << "\n";
 }
 
-void output(const Tensor& t) { std::cout << "\n" << t << "\n\n"; }
+void output(const Tensor& t) {
+  std::cout << "\n" << t << "\n\n";
+}
 
 // The notebook's own layer (In [4]): a user-defined Module around corr2d.
 class Conv2D : public nn::Module {

@@ -7,11 +7,11 @@
 //   });
 //
 // Callbacks report bad input by throwing convkit::Error (or CLI::ValidationError); main prints the
-// message on stderr and exits with status 2. Commands write files only after all computation succeeded,
-// and only atomically (convkit::save_npy does), so no partial output is ever left behind.
+// message on stderr and exits with status 2. Commands write files only after all computation
+// succeeded, and only atomically (convkit::save_npy does), so no partial output is ever left
+// behind.
 #pragma once
 #include <CLI/CLI.hpp>
-
 #include <functional>
 
 namespace convkit::cli {

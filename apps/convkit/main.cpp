@@ -25,7 +25,8 @@ CommandRegistrar::CommandRegistrar(int order, CommandSetup setup) {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "convkit: 2-D convolution from 'Convolutions for Images' (D2L 7.2) as a C++ library and tool.\n"
+      "convkit: 2-D convolution from 'Convolutions for Images' (D2L 7.2) as a C++ library and "
+      "tool.\n"
       "Run `convkit demo` to replay the notebook; `convkit COMMAND --help` for each command.",
       "convkit"};
   app.require_subcommand(1);

@@ -40,7 +40,8 @@ struct Node {
 
 // Records `output = op(inputs)` on the tape when grad mode is on and any input requires grad.
 // Ops written by users (custom layers) can call it too. Returns output.
-Tensor record(Tensor output, std::string name, std::vector<Tensor> inputs, Node::BackwardFn backward);
+Tensor record(Tensor output, std::string name, std::vector<Tensor> inputs,
+              Node::BackwardFn backward);
 
 // True when recording is on and some input requires grad.
 bool needs_grad(std::initializer_list<Tensor> inputs);

@@ -1,7 +1,8 @@
 // convkit::Error — the one exception type the library throws for bad input.
 //
 // Every message names the operation, the shapes or values at fault, and what would be valid, e.g.
-//   "corr2d: kernel (3, 4) is larger than input (2, 5); each kernel dimension must be <= the input's"
+//   "corr2d: kernel (3, 4) is larger than input (2, 5); each kernel dimension must be <= the
+//   input's"
 #pragma once
 #include <sstream>
 #include <stdexcept>

@@ -10,7 +10,8 @@
 
 namespace convkit {
 
-// 2-D valid cross-correlation of a 2-D X with a 2-D K (the notebook's corr2d), differentiable in both.
+// 2-D valid cross-correlation of a 2-D X with a 2-D K (the notebook's corr2d), differentiable in
+// both.
 Tensor corr2d(const Tensor& X, const Tensor& K);
 
 // (h, w) pair that converts from a single int: Pair2(1) == Pair2{1, 1}.
@@ -25,7 +26,8 @@ struct Pair2 {
 // conv2d padding: an int, (h, w), four-sided (left, right, top, bottom — torch.nn.functional.pad's
 // order), or the words "same" / "valid".
 //   "same": TensorFlow's rule at every stride and dilation: Ho = ceil(H / sh);
-//           total = max((Ho - 1) * sh + dh * (kH - 1) + 1 - H, 0); top = total / 2, bottom the rest.
+//           total = max((Ho - 1) * sh + dh * (kH - 1) + 1 - H, 0); top = total / 2, bottom the
+//           rest.
 struct Padding {
   enum class Kind { Explicit, Same, Valid };
   Kind kind = Kind::Explicit;
@@ -64,7 +66,8 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias = Te
               const Conv2dOptions& options = {});
 
 // The output shape conv2d would give, validating everything conv2d validates.
-Shape conv2d_output_shape(const Shape& input, const Shape& weight, const Conv2dOptions& options = {});
+Shape conv2d_output_shape(const Shape& input, const Shape& weight,
+                          const Conv2dOptions& options = {});
 
 // Gradients of conv2d without the tape (for tools): any of the outputs may be skipped.
 struct Conv2dGrads {

@@ -1,8 +1,8 @@
 // convkit::Tensor — a float32 n-dimensional array with shared storage, views and autograd.
 //
 // Shaped like PyTorch's: a Tensor is a handle; copies of it share the same data. Views (view,
-// reshape when possible, t, transpose, permute, slice, select, index) share storage with their base.
-// Dimensions are outermost first and strides are counted in elements.
+// reshape when possible, t, transpose, permute, slice, select, index) share storage with their
+// base. Dimensions are outermost first and strides are counted in elements.
 #pragma once
 #include <convkit/error.h>
 
@@ -93,9 +93,9 @@ class Tensor {
   std::vector<float> to_vector() const;  // elements in row-major order
 
   // ---- views (share storage) ----
-  Tensor view(Shape shape) const;  // one dimension may be -1
+  Tensor view(Shape shape) const;     // one dimension may be -1
   Tensor reshape(Shape shape) const;  // a view when possible, else a copy
-  Tensor t() const;  // transpose of a 1-D or 2-D tensor
+  Tensor t() const;                   // transpose of a 1-D or 2-D tensor
   Tensor transpose(int64_t dim0, int64_t dim1) const;
   Tensor permute(const std::vector<int64_t>& dims) const;
   Tensor slice(int64_t dim, std::optional<int64_t> start, std::optional<int64_t> stop,
@@ -120,13 +120,13 @@ class Tensor {
   std::shared_ptr<autograd::Node> grad_fn() const;
   // Backward from this tensor: a scalar, or any shape with an explicit gradient of its shape.
   void backward(const Tensor& gradient = Tensor()) const;
-  Tensor detach() const;  // shares storage, no history
+  Tensor detach() const;                    // shares storage, no history
   Tensor data() const { return detach(); }  // PyTorch's .data
 
   // ---- in-place (a leaf that requires grad may be changed only under NoGradGuard) ----
   Tensor& fill_(float value);
   Tensor& zero_();
-  Tensor& copy_(const Tensor& src);  // src broadcast to this shape
+  Tensor& copy_(const Tensor& src);                      // src broadcast to this shape
   Tensor& uniform_(double from = 0.0, double to = 1.0);  // PyTorch's bits for the same seed
   Tensor& normal_(double mean = 0.0, double std = 1.0);
   Tensor& add_(const Tensor& other, float alpha = 1.f);

@@ -12,8 +12,12 @@ namespace {
 thread_local bool grad_mode_enabled = true;
 }
 
-bool GradMode::is_enabled() { return grad_mode_enabled; }
-void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
+bool GradMode::is_enabled() {
+  return grad_mode_enabled;
+}
+void GradMode::set_enabled(bool enabled) {
+  grad_mode_enabled = enabled;
+}
 
 namespace autograd {
 
@@ -59,8 +63,10 @@ void Tensor::backward(const Tensor& gradient) const {
         ") does not require grad and has no grad_fn; mark its inputs with requires_grad_()");
   Tensor seed = gradient;
   if (!seed.defined()) {
-    check(numel() == 1, "backward: grad can be implicitly created only for scalar outputs, but "
-          "this tensor has shape ", shape_str(), "; pass a gradient of that shape");
+    check(numel() == 1,
+          "backward: grad can be implicitly created only for scalar outputs, but "
+          "this tensor has shape ",
+          shape_str(), "; pass a gradient of that shape");
     seed = ones(shape());
   } else {
     check(seed.shape() == shape(), "backward: gradient of shape ", seed.shape_str(),

@@ -1,6 +1,6 @@
 // Finite-difference gradient check. The function's output is projected on a fixed random vector v
-// (so errors cannot cancel the way they can in a plain sum), L = sum(v * fn(inputs)), and autograd's
-// dL/dx is compared with central differences of L accumulated in double.
+// (so errors cannot cancel the way they can in a plain sum), L = sum(v * fn(inputs)), and
+// autograd's dL/dx is compared with central differences of L accumulated in double.
 #include <convkit/autograd.h>
 
 #include <cmath>

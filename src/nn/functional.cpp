@@ -7,7 +7,8 @@
 
 namespace convkit {
 
-// ---- corr2d: the notebook's function, as a conv2d with N = C = O = 1 -----------------------------
+// ---- corr2d: the notebook's function, as a conv2d with N = C = O = 1
+// -----------------------------
 
 Tensor corr2d(const Tensor& X, const Tensor& K) {
   check(X.defined() && K.defined(), "corr2d: X and K must be defined tensors");
@@ -22,7 +23,8 @@ Tensor corr2d(const Tensor& X, const Tensor& K) {
   return conv2d(X.reshape({1, 1, h, w}), K.reshape({1, 1, kh, kw})).view({h - kh + 1, w - kw + 1});
 }
 
-// ---- conv2d ---------------------------------------------------------------------------------------
+// ---- conv2d
+// ---------------------------------------------------------------------------------------
 
 Shape conv2d_output_shape(const Shape& input, const Shape& weight, const Conv2dOptions& options) {
   check(input.size() == 3 || input.size() == 4, "conv2d: expects input (N, C, H, W) or unbatched ",
@@ -85,31 +87,32 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
   const Shape in_shape = input.shape();
   const bool need_x = input.requires_grad(), need_w = weight.requires_grad(),
              need_b = has_bias && bias.requires_grad();
-  return autograd::record(
-      y, "ConvolutionBackward0", {input, weight, bias},
-      [x, w, p, in_shape, need_x, need_w, need_b](const Tensor& g) {
-        const Tensor gy = g.contiguous();
-        Tensor gx, gw, gb;
-        if (need_x) {
-          gx = empty(in_shape);
-          if (gx.numel() > 0) conv::backward_data(p, gy.data_ptr(), w.data_ptr(), gx.data_ptr());
-        }
-        if (need_w || need_b) {
-          if (need_w) gw = empty(w.shape());
-          if (need_b) gb = empty({p.O});
-          conv::backward_weight(p, gy.data_ptr(), x.data_ptr(), need_w ? gw.data_ptr() : nullptr,
-                                need_b ? gb.data_ptr() : nullptr);
-        }
-        return std::vector<Tensor>{gx, gw, gb};
-      });
+  return autograd::record(y, "ConvolutionBackward0", {input, weight, bias},
+                          [x, w, p, in_shape, need_x, need_w, need_b](const Tensor& g) {
+                            const Tensor gy = g.contiguous();
+                            Tensor gx, gw, gb;
+                            if (need_x) {
+                              gx = empty(in_shape);
+                              if (gx.numel() > 0)
+                                conv::backward_data(p, gy.data_ptr(), w.data_ptr(), gx.data_ptr());
+                            }
+                            if (need_w || need_b) {
+                              if (need_w) gw = empty(w.shape());
+                              if (need_b) gb = empty({p.O});
+                              conv::backward_weight(p, gy.data_ptr(), x.data_ptr(),
+                                                    need_w ? gw.data_ptr() : nullptr,
+                                                    need_b ? gb.data_ptr() : nullptr);
+                            }
+                            return std::vector<Tensor>{gx, gw, gb};
+                          });
 }
 
 Conv2dGrads conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tensor& weight,
                             bool has_bias, const Conv2dOptions& options, bool need_input,
                             bool need_weight, bool need_bias) {
   Prepared r = prepare(input, weight, false, Tensor(), options);
-  const Shape expected = r.batched ? Shape{r.p.N, r.p.O, r.p.Ho, r.p.Wo}
-                                   : Shape{r.p.O, r.p.Ho, r.p.Wo};
+  const Shape expected =
+      r.batched ? Shape{r.p.N, r.p.O, r.p.Ho, r.p.Wo} : Shape{r.p.O, r.p.Ho, r.p.Wo};
   check(grad_output.defined() && grad_output.shape() == expected,
         "conv2d_backward: grad_output of shape ",
         grad_output.defined() ? grad_output.shape_str() : std::string("undefined"),
@@ -133,7 +136,8 @@ Conv2dGrads conv2d_backward(const Tensor& grad_output, const Tensor& input, cons
   return out;
 }
 
-// ---- losses ---------------------------------------------------------------------------------------
+// ---- losses
+// ---------------------------------------------------------------------------------------
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
   check(input.defined() && target.defined(), "mse_loss: input and target must be defined");

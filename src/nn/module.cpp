@@ -13,7 +13,8 @@ Tensor Parameter(const Tensor& t) {
   return p;
 }
 
-// ---- Module ---------------------------------------------------------------------------------------
+// ---- Module
+// ---------------------------------------------------------------------------------------
 
 Tensor& Module::register_parameter(const std::string& name, Tensor& slot, const Tensor& value) {
   for (const auto& [n, s] : params_) {
@@ -54,7 +55,9 @@ std::vector<Tensor> Module::parameters(bool recurse) const {
   return out;
 }
 
-std::vector<std::pair<std::string, Module*>> Module::named_children() const { return children_; }
+std::vector<std::pair<std::string, Module*>> Module::named_children() const {
+  return children_;
+}
 
 void Module::zero_grad(bool set_to_none) {
   for (const auto& [name, slot] : params_) {
@@ -73,7 +76,8 @@ void Module::train(bool on) {
   for (const auto& [name, child] : children_) child->train(on);
 }
 
-// ---- Conv2d ---------------------------------------------------------------------------------------
+// ---- Conv2d
+// ---------------------------------------------------------------------------------------
 
 static Conv2dArgs positional(Pair2 stride, Padding padding, Pair2 dilation, int64_t groups,
                              bool bias, PaddingMode mode) {
@@ -88,7 +92,9 @@ static Conv2dArgs positional(Pair2 stride, Padding padding, Pair2 dilation, int6
 }
 
 Conv2d::Conv2d(int64_t in_channels_, int64_t out_channels_, Pair2 kernel_size_, Conv2dArgs args_)
-    : in_channels(in_channels_), out_channels(out_channels_), kernel_size(kernel_size_),
+    : in_channels(in_channels_),
+      out_channels(out_channels_),
+      kernel_size(kernel_size_),
       args(args_) {
   check(in_channels > 0, "Conv2d: in_channels must be positive, got ", in_channels);
   validate();
@@ -162,9 +168,12 @@ Conv2dOptions Conv2d::options() const {
   return o;
 }
 
-Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options()); }
+Tensor Conv2d::forward(const Tensor& x) {
+  return conv2d(x, weight, bias, options());
+}
 
-// ---- LazyConv2d -----------------------------------------------------------------------------------
+// ---- LazyConv2d
+// -----------------------------------------------------------------------------------
 
 LazyConv2d::LazyConv2d(int64_t out_channels_, Pair2 kernel_size_, Conv2dArgs args_)
     : Conv2d(out_channels_, kernel_size_, args_, true) {}
@@ -194,7 +203,8 @@ Tensor LazyConv2d::forward(const Tensor& x) {
   return Conv2d::forward(x);
 }
 
-// ---- losses ---------------------------------------------------------------------------------------
+// ---- losses
+// ---------------------------------------------------------------------------------------
 
 Tensor MSELoss::forward(const Tensor&) {
   fail("MSELoss: needs an input and a target; call loss(input, target)");

@@ -82,18 +82,30 @@ Tensor& Tensor::normal_(double mean, double std) {
   return *this;
 }
 
-Tensor empty(Shape shape) { return detail::make_tensor(shape); }
-Tensor zeros(Shape shape) { return detail::make_tensor(shape); }
-Tensor ones(Shape shape) { return full(std::move(shape), 1.f); }
+Tensor empty(Shape shape) {
+  return detail::make_tensor(shape);
+}
+Tensor zeros(Shape shape) {
+  return detail::make_tensor(shape);
+}
+Tensor ones(Shape shape) {
+  return full(std::move(shape), 1.f);
+}
 Tensor full(Shape shape, float value) {
   Tensor t = detail::make_tensor(shape);
   std::fill(t.impl()->storage->data.begin(), t.impl()->storage->data.end(), value);
   return t;
 }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape()); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape()); }
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape());
+}
+Tensor ones_like(const Tensor& t) {
+  return ones(t.shape());
+}
 
-Tensor arange(int64_t end) { return arange(0.0, static_cast<double>(end), 1.0); }
+Tensor arange(int64_t end) {
+  return arange(0.0, static_cast<double>(end), 1.0);
+}
 
 Tensor arange(double start, double end, double step) {
   check(step != 0.0, "arange: step must be nonzero");
@@ -149,8 +161,8 @@ Tensor tensor(const NestedList& values) {
 }
 
 Tensor from_vector(const std::vector<float>& values, Shape shape) {
-  check(static_cast<int64_t>(values.size()) == detail::numel_of(shape), "from_vector: ",
-        values.size(), " values cannot fill shape ", shape_to_string(shape), " (",
+  check(static_cast<int64_t>(values.size()) == detail::numel_of(shape),
+        "from_vector: ", values.size(), " values cannot fill shape ", shape_to_string(shape), " (",
         detail::numel_of(shape), " elements)");
   Tensor t = detail::make_tensor(shape);
   std::copy(values.begin(), values.end(), t.data_ptr());

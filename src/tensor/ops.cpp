@@ -30,10 +30,9 @@ Tensor binary_values(const Tensor& a, const Tensor& b, const char* op, F f) {
   std::vector<int64_t> boffs(static_cast<size_t>(out.numel()));
   detail::for_each_offset(shape, detail::broadcast_strides(b, shape), b.storage_offset(),
                           [&](int64_t i, int64_t off) { boffs[static_cast<size_t>(i)] = off; });
-  detail::for_each_offset(shape, detail::broadcast_strides(a, shape), a.storage_offset(),
-                          [&](int64_t i, int64_t off) {
-                            o[i] = f(ab[off], bb[boffs[static_cast<size_t>(i)]]);
-                          });
+  detail::for_each_offset(
+      shape, detail::broadcast_strides(a, shape), a.storage_offset(),
+      [&](int64_t i, int64_t off) { o[i] = f(ab[off], bb[boffs[static_cast<size_t>(i)]]); });
   return out;
 }
 
@@ -112,14 +111,20 @@ Tensor operator/(const Tensor& a, float b) {
   return autograd::record(out, "DivBackward1", {a},
                           [b](const Tensor& g) { return std::vector<Tensor>{g / b}; });
 }
-Tensor operator+(float a, const Tensor& b) { return b + a; }
-Tensor operator*(float a, const Tensor& b) { return b * a; }
+Tensor operator+(float a, const Tensor& b) {
+  return b + a;
+}
+Tensor operator*(float a, const Tensor& b) {
+  return b * a;
+}
 Tensor operator-(float a, const Tensor& b) {
   Tensor out = unary_values(b, [a](float x) { return a - x; });
   return autograd::record(out, "RsubBackward1", {b},
                           [](const Tensor& g) { return std::vector<Tensor>{-g}; });
 }
-Tensor operator/(float a, const Tensor& b) { return scalar_tensor(a) / b; }
+Tensor operator/(float a, const Tensor& b) {
+  return scalar_tensor(a) / b;
+}
 
 Tensor operator-(const Tensor& a) {
   Tensor out = unary_values(a, [](float x) { return -x; });
@@ -127,7 +132,8 @@ Tensor operator-(const Tensor& a) {
                           [](const Tensor& g) { return std::vector<Tensor>{-g}; });
 }
 
-// ---- unary functions ------------------------------------------------------------------------------
+// ---- unary functions
+// ------------------------------------------------------------------------------
 
 Tensor Tensor::pow(float e) const {
   Tensor out = unary_values(*this, [e](float x) {
@@ -139,7 +145,9 @@ Tensor Tensor::pow(float e) const {
     return std::vector<Tensor>{g * (x.pow(e - 1.f) * e)};
   });
 }
-Tensor pow(const Tensor& a, float e) { return a.pow(e); }
+Tensor pow(const Tensor& a, float e) {
+  return a.pow(e);
+}
 
 Tensor Tensor::abs() const {
   Tensor out = unary_values(*this, [](float x) { return std::fabs(x); });
@@ -153,9 +161,8 @@ Tensor Tensor::abs() const {
 Tensor Tensor::sqrt() const {
   Tensor out = unary_values(*this, [](float x) { return std::sqrt(x); });
   const Tensor y = out.detach();
-  return autograd::record(out, "SqrtBackward0", {*this}, [y](const Tensor& g) {
-    return std::vector<Tensor>{g / (y * 2.f)};
-  });
+  return autograd::record(out, "SqrtBackward0", {*this},
+                          [y](const Tensor& g) { return std::vector<Tensor>{g / (y * 2.f)}; });
 }
 
 Tensor Tensor::exp() const {
@@ -183,17 +190,15 @@ Tensor Tensor::relu() const {
 Tensor Tensor::sigmoid() const {
   Tensor out = unary_values(*this, [](float x) { return 1.f / (1.f + std::exp(-x)); });
   const Tensor y = out.detach();
-  return autograd::record(out, "SigmoidBackward0", {*this}, [y](const Tensor& g) {
-    return std::vector<Tensor>{g * y * (1.f - y)};
-  });
+  return autograd::record(out, "SigmoidBackward0", {*this},
+                          [y](const Tensor& g) { return std::vector<Tensor>{g * y * (1.f - y)}; });
 }
 
 Tensor Tensor::tanh() const {
   Tensor out = unary_values(*this, [](float x) { return std::tanh(x); });
   const Tensor y = out.detach();
-  return autograd::record(out, "TanhBackward0", {*this}, [y](const Tensor& g) {
-    return std::vector<Tensor>{g * (1.f - y * y)};
-  });
+  return autograd::record(out, "TanhBackward0", {*this},
+                          [y](const Tensor& g) { return std::vector<Tensor>{g * (1.f - y * y)}; });
 }
 
 // ---- reductions --------------------------------------------------------------------------------
@@ -264,8 +269,12 @@ static Tensor extreme(const Tensor& t, bool largest, const char* op, const char*
     return std::vector<Tensor>{gi};
   });
 }
-Tensor Tensor::max() const { return extreme(*this, true, "max", "MaxBackward1"); }
-Tensor Tensor::min() const { return extreme(*this, false, "min", "MinBackward1"); }
+Tensor Tensor::max() const {
+  return extreme(*this, true, "max", "MaxBackward1");
+}
+Tensor Tensor::min() const {
+  return extreme(*this, false, "min", "MinBackward1");
+}
 
 // ---- matmul ------------------------------------------------------------------------------------
 
@@ -290,7 +299,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     return std::vector<Tensor>{matmul(g, bd.t()), matmul(ad.t(), g)};
   });
 }
-Tensor Tensor::matmul(const Tensor& other) const { return convkit::matmul(*this, other); }
+Tensor Tensor::matmul(const Tensor& other) const {
+  return convkit::matmul(*this, other);
+}
 
 // ---- comparisons -------------------------------------------------------------------------------
 

@@ -205,6 +205,8 @@ std::string to_string(const Tensor& input) {
   return out + ")";
 }
 
-std::ostream& operator<<(std::ostream& out, const Tensor& t) { return out << to_string(t); }
+std::ostream& operator<<(std::ostream& out, const Tensor& t) {
+  return out << to_string(t);
+}
 
 }  // namespace convkit

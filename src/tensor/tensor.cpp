@@ -84,14 +84,30 @@ static const TensorImpl& need(const std::shared_ptr<TensorImpl>& impl) {
   return *impl;
 }
 
-const Shape& Tensor::shape() const { return need(impl_).shape; }
-const std::vector<int64_t>& Tensor::strides() const { return need(impl_).strides; }
-int64_t Tensor::dim() const { return static_cast<int64_t>(shape().size()); }
-int64_t Tensor::numel() const { return detail::numel_of(shape()); }
-int64_t Tensor::storage_offset() const { return need(impl_).offset; }
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
-std::string Tensor::shape_str() const { return shape_to_string(shape()); }
+const Shape& Tensor::shape() const {
+  return need(impl_).shape;
+}
+const std::vector<int64_t>& Tensor::strides() const {
+  return need(impl_).strides;
+}
+int64_t Tensor::dim() const {
+  return static_cast<int64_t>(shape().size());
+}
+int64_t Tensor::numel() const {
+  return detail::numel_of(shape());
+}
+int64_t Tensor::storage_offset() const {
+  return need(impl_).offset;
+}
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
+std::string Tensor::shape_str() const {
+  return shape_to_string(shape());
+}
 
 bool Tensor::is_contiguous() const {
   const auto& sh = shape();
@@ -129,8 +145,8 @@ static int64_t element_offset(const Tensor& t, std::initializer_list<int64_t> in
   int64_t d = 0;
   for (int64_t i : index) {
     const int64_t n = t.shape()[d];
-    check(i >= -n && i < n, op, ": index ", i, " is out of range for dimension ", d,
-          " of size ", n, " (shape ", t.shape_str(), ")");
+    check(i >= -n && i < n, op, ": index ", i, " is out of range for dimension ", d, " of size ", n,
+          " (shape ", t.shape_str(), ")");
     off += (i < 0 ? i + n : i) * t.strides()[d];
     ++d;
   }
@@ -165,15 +181,13 @@ static Shape infer_shape(Shape shape, int64_t numel, const Shape& from) {
       check(infer < 0, "view: only one dimension can be -1, got ", shape_to_string(shape));
       infer = static_cast<int64_t>(d);
     } else {
-      check(shape[d] >= 0, "view: invalid dimension ", shape[d], " in ",
-            shape_to_string(shape));
+      check(shape[d] >= 0, "view: invalid dimension ", shape[d], " in ", shape_to_string(shape));
       known *= shape[d];
     }
   }
   if (infer >= 0) {
     check(known > 0 && numel % known == 0, "view: shape ", shape_to_string(shape),
-          " is invalid for a tensor of shape ", shape_to_string(from), " (", numel,
-          " elements)");
+          " is invalid for a tensor of shape ", shape_to_string(from), " (", numel, " elements)");
     shape[static_cast<size_t>(infer)] = numel / known;
   }
   check(detail::numel_of(shape) == numel, "view: shape ", shape_to_string(shape),
@@ -198,7 +212,9 @@ Tensor Tensor::reshape(Shape new_shape) const {
   return contiguous().view(std::move(new_shape));
 }
 
-Tensor Tensor::flatten() const { return reshape({-1}); }
+Tensor Tensor::flatten() const {
+  return reshape({-1});
+}
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   if (dim() == 0) return *this;
@@ -258,19 +274,20 @@ Tensor Tensor::slice(int64_t d, std::optional<int64_t> start, std::optional<int6
   st[d] *= step;
   Tensor out = make_view(*this, sh, st, impl_->offset + b * strides()[d]);
   const Shape in_shape = shape();
-  return autograd::record(out, "SliceBackward0", {*this}, [in_shape, d, b, e, step](const Tensor& g) {
-    Tensor gi = zeros(in_shape);
-    gi.slice(d, b, e, step).copy_(g);
-    return std::vector<Tensor>{gi};
-  });
+  return autograd::record(out, "SliceBackward0", {*this},
+                          [in_shape, d, b, e, step](const Tensor& g) {
+                            Tensor gi = zeros(in_shape);
+                            gi.slice(d, b, e, step).copy_(g);
+                            return std::vector<Tensor>{gi};
+                          });
 }
 
 Tensor Tensor::select(int64_t d, int64_t i) const {
   check(dim() > 0, "select: cannot index a 0-dim tensor");
   d = wrap_dim(d, dim(), "select");
   const int64_t n = shape()[d];
-  check(i >= -n && i < n, "select: index ", i, " is out of range for dimension ", d, " of size ",
-        n, " (shape ", shape_str(), ")");
+  check(i >= -n && i < n, "select: index ", i, " is out of range for dimension ", d, " of size ", n,
+        " (shape ", shape_str(), ")");
   if (i < 0) i += n;
   Shape sh = shape();
   auto st = strides();
@@ -346,7 +363,8 @@ Tensor Tensor::expand(Shape new_shape) const {
             shape_to_string(new_shape), "; a dimension can grow only from size 1");
     }
   }
-  Tensor out = make_view(*this, new_shape, detail::broadcast_strides(*this, new_shape), impl_->offset);
+  Tensor out =
+      make_view(*this, new_shape, detail::broadcast_strides(*this, new_shape), impl_->offset);
   const Shape in_shape = shape();
   return autograd::record(out, "ExpandBackward0", {*this}, [in_shape](const Tensor& g) {
     return std::vector<Tensor>{autograd::sum_to(g, in_shape)};
@@ -379,17 +397,22 @@ Tensor Tensor::detach() const {
 // ---------------------------------------------------------------------------------------------
 // Autograd accessors.
 
-bool Tensor::requires_grad() const { return need(impl_).requires_grad; }
+bool Tensor::requires_grad() const {
+  return need(impl_).requires_grad;
+}
 
 Tensor& Tensor::requires_grad_(bool value) {
   need(impl_);
   check(value || !impl_->grad_fn, "requires_grad_: cannot turn off requires_grad on a tensor ",
-        "computed by an operation (", impl_->grad_fn ? impl_->grad_fn->name : "", "); use detach()");
+        "computed by an operation (", impl_->grad_fn ? impl_->grad_fn->name : "",
+        "); use detach()");
   impl_->requires_grad = value;
   return *this;
 }
 
-Tensor Tensor::grad() const { return need(impl_).grad; }
+Tensor Tensor::grad() const {
+  return need(impl_).grad;
+}
 void Tensor::set_grad(const Tensor& g) {
   need(impl_);
   if (g.defined()) {
@@ -398,8 +421,12 @@ void Tensor::set_grad(const Tensor& g) {
   }
   impl_->grad = g;
 }
-bool Tensor::is_leaf() const { return !need(impl_).grad_fn; }
-std::shared_ptr<autograd::Node> Tensor::grad_fn() const { return need(impl_).grad_fn; }
+bool Tensor::is_leaf() const {
+  return !need(impl_).grad_fn;
+}
+std::shared_ptr<autograd::Node> Tensor::grad_fn() const {
+  return need(impl_).grad_fn;
+}
 
 // ---------------------------------------------------------------------------------------------
 // In-place ops.
@@ -412,7 +439,9 @@ Tensor& Tensor::fill_(float value) {
   return *this;
 }
 
-Tensor& Tensor::zero_() { return fill_(0.f); }
+Tensor& Tensor::zero_() {
+  return fill_(0.f);
+}
 
 // Applies dst[i] = f(dst[i], src[i]) with src broadcast to this tensor's shape. The source is
 // copied first when it may share memory with this tensor.
@@ -431,10 +460,9 @@ static Tensor& inplace_binary(Tensor& self, const Tensor& src, const char* op, F
   std::vector<int64_t> soffs(static_cast<size_t>(self.numel()));
   detail::for_each_offset(self.shape(), sst, s.storage_offset(),
                           [&](int64_t i, int64_t off) { soffs[static_cast<size_t>(i)] = off; });
-  detail::for_each_offset(self.shape(), self.strides(), self.storage_offset(),
-                          [&](int64_t i, int64_t off) {
-                            db[off] = f(db[off], sb[soffs[static_cast<size_t>(i)]]);
-                          });
+  detail::for_each_offset(
+      self.shape(), self.strides(), self.storage_offset(),
+      [&](int64_t i, int64_t off) { db[off] = f(db[off], sb[soffs[static_cast<size_t>(i)]]); });
   return self;
 }
 
@@ -476,8 +504,12 @@ Tensor& Tensor::div_(float o) {
   return inplace_scalar(*this, "div_", [o](float a) { return a / o; });
 }
 
-Tensor& Tensor::operator=(float value) && { return fill_(value); }
-Tensor& Tensor::operator=(const Tensor& src) && { return copy_(src); }
+Tensor& Tensor::operator=(float value) && {
+  return fill_(value);
+}
+Tensor& Tensor::operator=(const Tensor& src) && {
+  return copy_(src);
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -497,7 +529,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     const int64_t x = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
     const int64_t y = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
     check(x == y || x == 1 || y == 1, op, ": shapes ", shape_to_string(a), " and ",
-          shape_to_string(b), " cannot be broadcast together; each dimension, aligned from the "
+          shape_to_string(b),
+          " cannot be broadcast together; each dimension, aligned from the "
           "right, must be equal or 1");
     out[i] = x == 1 ? y : x;
   }

@@ -34,7 +34,8 @@ Tensor make_tensor(const Shape& shape);
 Tensor make_view(const Tensor& base, Shape shape, std::vector<int64_t> strides, int64_t offset);
 // Normalises a possibly negative dimension for an op, or throws naming the op.
 int64_t wrap_dim(int64_t dim, int64_t rank, const char* op);
-// Calls f(i, offset) for every element in row-major order, i its linear index, offset its storage index.
+// Calls f(i, offset) for every element in row-major order, i its linear index, offset its storage
+// index.
 template <typename F>
 void for_each_offset(const Shape& shape, const std::vector<int64_t>& strides, int64_t offset, F f) {
   const size_t rank = shape.size();

@@ -53,7 +53,7 @@ TEST(Autograd, NoGradDetachAndErrors) {
   EXPECT_FALSE(x.detach().requires_grad());
   EXPECT_TRUE((x * 2.f).requires_grad());
   EXPECT_EQ((x * 2.f).grad_fn()->name, "MulBackward1");
-  EXPECT_THROW((x * 2.f).backward(), Error);       // not a scalar, no gradient given
+  EXPECT_THROW((x * 2.f).backward(), Error);        // not a scalar, no gradient given
   EXPECT_THROW(ones({2}).sum().backward(), Error);  // nothing requires grad
   EXPECT_THROW((x * 2.f).backward(ones({3})), Error);
 }
@@ -96,10 +96,16 @@ TEST(Autograd, GradcheckViews) {
   expect_gradcheck([](const std::vector<Tensor>& v) { return v[0].reshape({2, 6}); }, {a});
   expect_gradcheck([](const std::vector<Tensor>& v) { return v[0].index({Slice(1), 2}); }, {a});
   expect_gradcheck([](const std::vector<Tensor>& v) { return v[0].slice(1, 0, 4, 2); }, {a});
-  expect_gradcheck([](const std::vector<Tensor>& v) { return v[0].permute({1, 0}).contiguous(); },
-                   {a});
-  expect_gradcheck([](const std::vector<Tensor>& v) { return v[0].unsqueeze(1).expand({3, 2, 4}); },
-                   {a});
+  expect_gradcheck(
+      [](const std::vector<Tensor>& v) {
+        return v[0].permute({1, 0}).contiguous();
+      },
+      {a});
+  expect_gradcheck(
+      [](const std::vector<Tensor>& v) {
+        return v[0].unsqueeze(1).expand({3, 2, 4});
+      },
+      {a});
   expect_gradcheck([](const std::vector<Tensor>& v) { return v[0].clone(); }, {a});
 }
 

@@ -1,4 +1,5 @@
-// Runs the real `convkit` binary for end-to-end tests, capturing its exit status, stdout and stderr.
+// Runs the real `convkit` binary for end-to-end tests, capturing its exit status, stdout and
+// stderr.
 #pragma once
 #include <sys/wait.h>
 #include <unistd.h>

@@ -40,9 +40,9 @@ TEST(Init, GroupedWithoutBiasMatchesPyTorch) {
   nn::Conv2d c(4, 6, 3, {.groups = 2, .bias = false});
   EXPECT_EQ(c.weight.shape(), (Shape{6, 2, 3, 3}));
   EXPECT_FALSE(c.bias.defined());
-  EXPECT_EQ(bits_of(c.weight, 8), (std::vector<uint32_t>{0x3e1f6b29, 0xbe347bab, 0x3e44b16c,
-                                                         0x3e1a6f43, 0x3e4acaa5, 0xbe390d66,
-                                                         0xbe22011c, 0x3de5b231}));
+  EXPECT_EQ(bits_of(c.weight, 8),
+            (std::vector<uint32_t>{0x3e1f6b29, 0xbe347bab, 0x3e44b16c, 0x3e1a6f43, 0x3e4acaa5,
+                                   0xbe390d66, 0xbe22011c, 0x3de5b231}));
   EXPECT_EQ(c.parameters().size(), 1u);
 }
 

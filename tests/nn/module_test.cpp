@@ -96,8 +96,8 @@ TEST(Module, LazyConv2dLifecycleAndErrors) {
 }
 
 TEST(Module, Conv2dValidatesItsArguments) {
-  EXPECT_THROW(nn::Conv2d(3, 4, 3, {.groups = 2}), Error);   // 3 % 2
-  EXPECT_THROW(nn::Conv2d(4, 3, 3, {.groups = 2}), Error);   // 3 % 2
+  EXPECT_THROW(nn::Conv2d(3, 4, 3, {.groups = 2}), Error);  // 3 % 2
+  EXPECT_THROW(nn::Conv2d(4, 3, 3, {.groups = 2}), Error);  // 3 % 2
   EXPECT_THROW(nn::Conv2d(0, 3, 3), Error);
   EXPECT_THROW(nn::Conv2d(1, 1, {0, 3}), Error);
   EXPECT_THROW(nn::Conv2d(1, 1, 3, {.stride = 0}), Error);

@@ -1,4 +1,5 @@
-// Every value the notebook (../shared/seed/convolutions-for-images.txt) prints, computed with convkit.
+// Every value the notebook (../shared/seed/convolutions-for-images.txt) prints, computed with
+// convkit.
 #include <convkit/convkit.h>
 #include <gtest/gtest.h>
 
@@ -81,7 +82,8 @@ TEST(Notebook, TrainingMatchesPyTorchUnderTheSameSeed) {
   for (const auto& c : cases) {
     const auto [losses, kernel] = train(c.seed);
     ASSERT_EQ(losses.size(), 5u);
-    for (size_t i = 0; i < 5; ++i) EXPECT_NEAR(losses[i], c.losses[i], 0.0005f) << "seed " << c.seed;
+    for (size_t i = 0; i < 5; ++i)
+      EXPECT_NEAR(losses[i], c.losses[i], 0.0005f) << "seed " << c.seed;
     EXPECT_NEAR(kernel.at({0, 0}), c.w0, 0.00005f) << "seed " << c.seed;
     EXPECT_NEAR(kernel.at({0, 1}), c.w1, 0.00005f) << "seed " << c.seed;
   }

@@ -41,7 +41,7 @@ TEST(Tensor, ViewsShareStorage) {
   EXPECT_EQ(a.at({0, 0}), 0.f);
   EXPECT_EQ(a.view({-1}).shape(), (Shape{6}));
   EXPECT_THROW(a.view({4, -1}), Error);
-  EXPECT_THROW(t.view({6}), Error);       // not contiguous
+  EXPECT_THROW(t.view({6}), Error);      // not contiguous
   EXPECT_EQ(t.reshape({6}).numel(), 6);  // reshape copies
   EXPECT_EQ(a.unsqueeze(0).shape(), (Shape{1, 2, 3}));
   EXPECT_EQ(a.unsqueeze(0).squeeze(0).shape(), (Shape{2, 3}));

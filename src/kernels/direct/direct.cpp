@@ -21,9 +21,37 @@ float dot(int64_t n, const float* g, const float* x, int64_t sx) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
+void taps(int64_t n, int ntaps, const float* const* src, const int64_t* lo, const int64_t* hi,
+          const float* w, float* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    float acc = y[i];
+    for (int t = 0; t < ntaps; ++t)
+      if (i >= lo[t] && i < hi[t]) acc += w[t] * src[t][i];
+    y[i] = acc;
+  }
+}
+
+// Taps gathered for one output row, flushed through RowOps::taps in batches of kMaxTaps.
+struct TapList {
+  static constexpr int kMaxTaps = 64;
+  const float* src[kMaxTaps];
+  int64_t lo[kMaxTaps], hi[kMaxTaps];
+  float w[kMaxTaps];
+  int count = 0;
+  void add(const RowOps& ops, int64_t n, float* y, const float* s, int64_t l, int64_t h, float wt) {
+    if (l >= h) return;
+    src[count] = s, lo[count] = l, hi[count] = h, w[count] = wt;
+    if (++count == kMaxTaps) flush(ops, n, y);
+  }
+  void flush(const RowOps& ops, int64_t n, float* y) {
+    if (count) ops.taps(n, count, src, lo, hi, w, y);
+    count = 0;
+  }
+};
+
 }  // namespace
 
-const RowOps rows_generic{axpy, axpy_scatter, dot};
+const RowOps rows_generic{axpy, axpy_scatter, dot, taps};
 
 void fwd_rows(const RowOps& ops, const ConvParams& p, const float* x, const float* w,
               const float* b, float* y, int64_t n, int64_t o, int64_t oh0, int64_t oh1) {
@@ -34,6 +62,23 @@ void fwd_rows(const RowOps& ops, const ConvParams& p, const float* x, const floa
   for (int64_t oh = oh0; oh < oh1; ++oh) {
     float* yr = yo + oh * p.Wo;
     std::fill(yr, yr + p.Wo, b ? b[o] : 0.f);
+    if (p.sW == 1) {  // all taps of the row in one pass: y[ow] += w * x[ih][ow + off]
+      TapList list;
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t kh = 0; kh < p.kH; ++kh) {
+          const int64_t ih = oh * p.sH + kh * p.dH - p.pad_t;
+          if (ih < 0 || ih >= p.H) continue;
+          const float* xr = xg + (c * p.H + ih) * p.W;
+          for (int64_t kw = 0; kw < p.kW; ++kw) {
+            const int64_t off = kw * p.dW - p.pad_l;
+            int64_t lo, hi;
+            valid_range(off, 1, p.W, p.Wo, lo, hi);
+            list.add(ops, p.Wo, yr, xr + off, lo, hi, wo[(c * p.kH + kh) * p.kW + kw]);
+          }
+        }
+      list.flush(ops, p.Wo, yr);
+      continue;
+    }
     for (int64_t c = 0; c < Cg; ++c)
       for (int64_t kh = 0; kh < p.kH; ++kh) {
         const int64_t ih = oh * p.sH + kh * p.dH - p.pad_t;
@@ -56,6 +101,25 @@ void bwd_data_rows(const RowOps& ops, const ConvParams& p, const float* gy, cons
   std::fill(gxc + ih0 * p.W, gxc + ih1 * p.W, 0.f);
   for (int64_t ih = ih0; ih < ih1; ++ih) {
     float* xr = gxc + ih * p.W;
+    if (p.sW == 1) {  // gather form, one pass: gx[iw] += w * gy[oh][iw - off]
+      TapList list;
+      for (int64_t o = g * Og; o < (g + 1) * Og; ++o) {
+        const float* go = gy + (n * p.O + o) * p.Ho * p.Wo;
+        const float* wc = w + (o * Cg + c) * p.kH * p.kW;
+        for (int64_t kh = 0; kh < p.kH; ++kh) {
+          const int64_t num = ih + p.pad_t - kh * p.dH;  // = oh * sH
+          if (num < 0 || num % p.sH != 0 || num / p.sH >= p.Ho) continue;
+          const float* gr = go + (num / p.sH) * p.Wo;
+          for (int64_t kw = 0; kw < p.kW; ++kw) {
+            const int64_t off = kw * p.dW - p.pad_l;
+            const int64_t lo = std::max<int64_t>(0, off), hi = std::min(p.W, p.Wo + off);
+            list.add(ops, p.W, xr, gr - off, lo, std::max(lo, hi), wc[kh * p.kW + kw]);
+          }
+        }
+      }
+      list.flush(ops, p.W, xr);
+      continue;
+    }
     for (int64_t o = g * Og; o < (g + 1) * Og; ++o) {
       const float* go = gy + (n * p.O + o) * p.Ho * p.Wo;
       const float* wc = w + (o * Cg + c) * p.kH * p.kW;

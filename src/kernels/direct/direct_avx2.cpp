@@ -1,6 +1,7 @@
 // AVX2+FMA row primitives of the direct kernels (contracts in rows.h).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/direct/rows.h"
@@ -50,8 +51,43 @@ float dot(int64_t n, const float* g, const float* x, int64_t sx) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
+void taps(int64_t n, int ntaps, const float* const* src, const int64_t* lo, const int64_t* hi,
+          const float* w, float* y) {
+  int64_t L = 0, H = n;  // outputs every tap reads inside its row
+  for (int t = 0; t < ntaps; ++t) L = std::max(L, lo[t]), H = std::min(H, hi[t]);
+  auto scalar = [&](int64_t i) {
+    float acc = y[i];
+    for (int t = 0; t < ntaps; ++t)
+      if (i >= lo[t] && i < hi[t]) acc = std::fma(w[t], src[t][i], acc);
+    y[i] = acc;
+  };
+  int64_t i = 0;
+  if (L >= H) {
+    for (; i < n; ++i) scalar(i);
+    return;
+  }
+  for (; i < L; ++i) scalar(i);
+  for (; i + 16 <= H; i += 16) {
+    __m256 a0 = _mm256_loadu_ps(y + i), a1 = _mm256_loadu_ps(y + i + 8);
+    for (int t = 0; t < ntaps; ++t) {
+      const __m256 wt = _mm256_broadcast_ss(w + t);
+      a0 = _mm256_fmadd_ps(wt, _mm256_loadu_ps(src[t] + i), a0);
+      a1 = _mm256_fmadd_ps(wt, _mm256_loadu_ps(src[t] + i + 8), a1);
+    }
+    _mm256_storeu_ps(y + i, a0);
+    _mm256_storeu_ps(y + i + 8, a1);
+  }
+  for (; i + 8 <= H; i += 8) {
+    __m256 a0 = _mm256_loadu_ps(y + i);
+    for (int t = 0; t < ntaps; ++t)
+      a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), _mm256_loadu_ps(src[t] + i), a0);
+    _mm256_storeu_ps(y + i, a0);
+  }
+  for (; i < n; ++i) scalar(i);
+}
+
 }  // namespace
 
-const RowOps rows_avx2{axpy, axpy_scatter, dot};
+const RowOps rows_avx2{axpy, axpy_scatter, dot, taps};
 
 }  // namespace convkit::kernels::direct

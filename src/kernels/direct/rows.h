@@ -12,6 +12,11 @@ struct RowOps {
   void (*axpy_scatter)(int64_t n, float a, const float* x, float* y, int64_t sy);
   // sum_i g[i] * x[i * sx] for i < n, in 8 interleaved lanes added pairwise at the end.
   float (*dot)(int64_t n, const float* g, const float* x, int64_t sx);
+  // y[i] += sum over taps t < ntaps, in order, of w[t] * src[t][i], tap t only for i in
+  // [lo[t], hi[t]) (where it reads inside its row); i < n. One pass over y: every output stays in
+  // a register while all its taps accumulate.
+  void (*taps)(int64_t n, int ntaps, const float* const* src, const int64_t* lo, const int64_t* hi,
+               const float* w, float* y);
 };
 
 extern const RowOps rows_generic;

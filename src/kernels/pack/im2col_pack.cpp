@@ -66,6 +66,10 @@ inline void gather_run(const Im2col& g, const Tap& t, int64_t ih, int64_t ow, in
 }  // namespace
 
 void pack_im2col(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  if (g.kH == 1 && g.kW == 1 && g.Ho == 1 && g.H == 1 && g.sW == 1 && g.pad_l == 0) {
+    gemm::pack_b_rows(g.x, g.W, k0, kc, j0, nc, dst);  // 1x1 stride 1: col is x itself
+    return;
+  }
   for (int64_t kk = 0; kk < kc; ++kk) {
     const Tap t = tap(g, k0 + kk);
     int64_t j = j0;
