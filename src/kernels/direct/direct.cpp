@@ -70,9 +70,8 @@ void fwd_rows(const RowOps& ops, const ConvParams& p, const float* x, const floa
           if (ih < 0 || ih >= p.H) continue;
           const float* xr = xg + (c * p.H + ih) * p.W;
           for (int64_t kw = 0; kw < p.kW; ++kw) {
-            const int64_t off = kw * p.dW - p.pad_l;
-            int64_t lo, hi;
-            valid_range(off, 1, p.W, p.Wo, lo, hi);
+            const int64_t off = kw * p.dW - p.pad_l;  // stride 1: 0 <= ow + off < W
+            const int64_t lo = std::max<int64_t>(0, -off), hi = std::min(p.Wo, p.W - off);
             list.add(ops, p.Wo, yr, xr + off, lo, hi, wo[(c * p.kH + kh) * p.kW + kw]);
           }
         }

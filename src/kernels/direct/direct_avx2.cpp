@@ -67,6 +67,16 @@ void taps(int64_t n, int ntaps, const float* const* src, const int64_t* lo, cons
     return;
   }
   for (; i < L; ++i) scalar(i);
+  auto chunk8 = [&](int64_t at) {
+    __m256 a0 = _mm256_loadu_ps(y + at);
+    for (int t = 0; t < ntaps; ++t)
+      a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), _mm256_loadu_ps(src[t] + at), a0);
+    return a0;
+  };
+  // The last 8 interior outputs are computed first, from y as it was, and stored last: the main
+  // loop may overlap them and computes the same values, so no scalar tail is needed.
+  const bool has_last = H - L >= 8;
+  const __m256 last = has_last ? chunk8(H - 8) : _mm256_setzero_ps();
   for (; i + 16 <= H; i += 16) {
     __m256 a0 = _mm256_loadu_ps(y + i), a1 = _mm256_loadu_ps(y + i + 8);
     for (int t = 0; t < ntaps; ++t) {
@@ -77,11 +87,10 @@ void taps(int64_t n, int ntaps, const float* const* src, const int64_t* lo, cons
     _mm256_storeu_ps(y + i, a0);
     _mm256_storeu_ps(y + i + 8, a1);
   }
-  for (; i + 8 <= H; i += 8) {
-    __m256 a0 = _mm256_loadu_ps(y + i);
-    for (int t = 0; t < ntaps; ++t)
-      a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), _mm256_loadu_ps(src[t] + i), a0);
-    _mm256_storeu_ps(y + i, a0);
+  for (; i + 8 <= H; i += 8) _mm256_storeu_ps(y + i, chunk8(i));
+  if (has_last) {
+    _mm256_storeu_ps(y + H - 8, last);
+    i = H;
   }
   for (; i < n; ++i) scalar(i);
 }
