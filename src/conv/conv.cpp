@@ -101,14 +101,22 @@ base::AlignedBuffer& scratch() {
   return buf;
 }
 
+// Runs an implementation already known to apply: books its workspace (none for the tiny path,
+// which therefore allocates nothing) and calls it.
+void run_applying(const Impl& impl, const ConvParams& p, const ConvArgs& a) {
+  const int nt = base::max_threads();
+  const std::size_t ws = impl.workspace_floats(p, nt);
+  impl.run(p, a, ws ? scratch().reserve(ws) : nullptr, nt);
+}
+
 void dispatch(Pass pass, const ConvParams& p, const ConvArgs& a) {
   const Impl& impl = choose(pass, p);
   if (!verbose()) {
-    run_impl(impl, pass, p, a);
+    run_applying(impl, p, a);
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  run_impl(impl, pass, p, a);
+  run_applying(impl, p, a);
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "convkit: conv2d %s %s impl=%s threads=%d workspace=%zuB time=%.4fms\n",
@@ -182,10 +190,7 @@ void run_impl(const Impl& impl, Pass pass, const ConvParams& p, const ConvArgs& 
   if (const char* why = impl.why_not(p))
     fail("conv2d ", pass_name(pass), ": implementation '", impl.name, "' does not apply to ",
          describe(p), ": ", why);
-  const int nt = base::max_threads();
-  const std::size_t ws = impl.workspace_floats(p, nt);
-  float* buf = ws ? scratch().reserve(ws) : nullptr;
-  impl.run(p, a, buf, nt);
+  run_applying(impl, p, a);
 }
 
 void set_forced_impl(const std::string& names) {
