@@ -168,40 +168,59 @@ void check_bias(const Tensor& bias, const Tensor& weight) {
         weight.dim() >= 1 ? std::to_string(weight.size(0)) : std::string("O"), ",)");
 }
 
-// Saves every (option, path, tensor) or none: each goes to a temporary file beside its target,
-// and only when all were saved are they renamed into place.
-void save_all(const std::vector<std::pair<std::string, std::pair<std::string, Tensor>>>& outputs) {
-  for (size_t i = 0; i < outputs.size(); ++i)
+// One file a command writes: the option that named it, its path, and (once computed) its value.
+struct Output {
+  std::string option, path;
+  Tensor value;
+};
+
+// Checks, before any computation, that the outputs name distinct files in existing directories.
+void check_outputs(const std::vector<Output>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const fs::path path(outputs[i].path);
+    const std::string name = path.filename().string();
+    check(!name.empty() && name != "." && name != "..", outputs[i].option, ": '", outputs[i].path,
+          "' names a directory; give a file name such as out.npy");
+    check(name.size() <= 255, outputs[i].option, ": the file name '", name.substr(0, 40),
+          "...' is ", name.size(), " bytes long; file names may have at most 255");
+    const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    check(fs::is_directory(dir), outputs[i].option, ": cannot write '", outputs[i].path,
+          "': its directory '", dir.string(), "' does not exist");
+    check(!fs::is_directory(path), outputs[i].option, ": cannot write '", outputs[i].path,
+          "': it is a directory");
     for (size_t j = 0; j < i; ++j)
-      check(fs::absolute(outputs[i].second.first).lexically_normal() !=
-                fs::absolute(outputs[j].second.first).lexically_normal(),
-            outputs[j].first, " and ", outputs[i].first, " name the same file '",
-            outputs[i].second.first, "'; give each output its own file");
+      check(
+          fs::absolute(path).lexically_normal() != fs::absolute(outputs[j].path).lexically_normal(),
+          outputs[j].option, " and ", outputs[i].option, " name the same file '", outputs[i].path,
+          "'; give each output its own file");
+  }
+}
+
+// Saves every output or none: each goes to a temporary file beside its target, and only when all
+// were saved are they renamed into place.
+void save_all(const std::vector<Output>& outputs) {
+  check_outputs(outputs);
   std::vector<std::string> temps;
   const auto remove_temps = [&temps] {
     std::error_code ec;
     for (const auto& t : temps) fs::remove(t, ec);
   };
   try {
-    for (const auto& [option, target] : outputs) {
-      const fs::path path(target.first);
-      const std::string name = path.filename().string();
-      check(!name.empty() && name != "." && name != "..", option, ": '", target.first,
-            "' names a directory; give a file name such as out.npy");
-      const fs::path tmp = path.parent_path() / ("." + name.substr(0, 180) + ".convkit-" +
-                                                 std::to_string(::getpid()) + ".npy");
+    for (const Output& out : outputs) {
+      const fs::path path(out.path);
+      const fs::path tmp = path.parent_path() / ("." + path.filename().string().substr(0, 180) +
+                                                 ".convkit-" + std::to_string(::getpid()) + ".npy");
       temps.push_back(tmp.string());
       try {
-        save_npy(tmp.string(), target.second);
+        save_npy(tmp.string(), out.value);
       } catch (const Error& e) {
-        throw Error(option + ": cannot write '" + target.first + "': " + e.what());
+        throw Error(out.option + ": cannot write '" + out.path + "' (" + e.what() + ")");
       }
     }
     for (size_t i = 0; i < outputs.size(); ++i) {
       std::error_code ec;
-      fs::rename(temps[i], outputs[i].second.first, ec);
-      if (ec)
-        fail(outputs[i].first, ": cannot write '", outputs[i].second.first, "': ", ec.message());
+      fs::rename(temps[i], outputs[i].path, ec);
+      if (ec) fail(outputs[i].option, ": cannot write '", outputs[i].path, "': ", ec.message());
       temps[i].clear();
     }
   } catch (...) {
@@ -212,6 +231,8 @@ void save_all(const std::vector<std::pair<std::string, std::pair<std::string, Te
 
 void run_forward(const ConvArgs& a, const std::string& output) {
   const Conv2dOptions options = options_of(a);
+  std::vector<Output> outputs = {{"--output", output, Tensor()}};
+  check_outputs(outputs);
   const Tensor x = load("--input", a.input);
   const Tensor w = load("--weight", a.weight);
   Tensor b;
@@ -219,8 +240,8 @@ void run_forward(const ConvArgs& a, const std::string& output) {
     b = load("--bias", a.bias);
     check_bias(b, w);
   }
-  const Tensor y = conv2d(x, w, b, options);
-  save_all({{"--output", {output, y}}});
+  outputs[0].value = conv2d(x, w, b, options);
+  save_all(outputs);
 }
 
 struct GradPaths {
@@ -233,6 +254,11 @@ void run_backward(const ConvArgs& a, const GradPaths& g) {
                                "nothing to compute; give at least one of --grad-input, "
                                "--grad-weight and --grad-bias");
   const Conv2dOptions options = options_of(a);
+  std::vector<Output> outputs;
+  if (!g.grad_input.empty()) outputs.push_back({"--grad-input", g.grad_input, Tensor()});
+  if (!g.grad_weight.empty()) outputs.push_back({"--grad-weight", g.grad_weight, Tensor()});
+  if (!g.grad_bias.empty()) outputs.push_back({"--grad-bias", g.grad_bias, Tensor()});
+  check_outputs(outputs);
   const Tensor x = load("--input", a.input);
   const Tensor w = load("--weight", a.weight);
   if (!a.bias.empty()) check_bias(load("--bias", a.bias), w);
@@ -241,10 +267,10 @@ void run_backward(const ConvArgs& a, const GradPaths& g) {
   const Conv2dGrads grads =
       conv2d_backward(gy, x, w, /*has_bias=*/true, options, !g.grad_input.empty(),
                       !g.grad_weight.empty(), !g.grad_bias.empty());
-  std::vector<std::pair<std::string, std::pair<std::string, Tensor>>> outputs;
-  if (!g.grad_input.empty()) outputs.push_back({"--grad-input", {g.grad_input, grads.input}});
-  if (!g.grad_weight.empty()) outputs.push_back({"--grad-weight", {g.grad_weight, grads.weight}});
-  if (!g.grad_bias.empty()) outputs.push_back({"--grad-bias", {g.grad_bias, grads.bias}});
+  for (Output& out : outputs)
+    out.value = out.option == "--grad-input"    ? grads.input
+                : out.option == "--grad-weight" ? grads.weight
+                                                : grads.bias;
   save_all(outputs);
 }
 

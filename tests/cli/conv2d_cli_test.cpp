@@ -367,7 +367,12 @@ TEST_F(Conv2dCli, BadFilesAndShapes) {
   // Dilation 4 spreads the 3x3 kernel over 9x9, more than the 5x6 input.
   fails({"conv2d", "--input", x, "--weight", w, "--output", y, "--dilation", "4"}, {"conv2d"});
   fails({"conv2d", "--input", x, "--weight", w, "--output", p("missing/y.npy")},
-        {"--output: cannot write '" + p("missing/y.npy") + "'", "No such file or directory"});
+        {"--output: cannot write '" + p("missing/y.npy") + "'", "does not exist"});
+  fails({"conv2d", "--input", x, "--weight", w, "--output", p(std::string(300, 'y'))},
+        {"--output: the file name", "at most 255"});
+  fs::create_directories(dir_ / "sub");
+  fails({"conv2d", "--input", x, "--weight", w, "--output", p("sub")},
+        {"--output: cannot write '" + p("sub") + "': it is a directory"});
   fails({"conv2d", "--input", x, "--weight", w, "--output", dir_.string() + "/"},
         {"--output", "names a directory"});
 }
