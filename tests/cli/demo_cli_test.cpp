@@ -41,3 +41,28 @@ TEST(DemoCli, BadArgumentsExitWithStatus2) {
   EXPECT_EQ(u.status, 2);
   EXPECT_FALSE(u.err.empty());
 }
+
+TEST(DemoCli, SaveWritesPicturesAndTheLossCurve) {
+  const auto dir = convkit::testing::test_dir("demo-save") / "pictures";
+  const auto r = run_cli({"demo", "--save", dir.string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* name : {"X.png", "Y.png", "Xt.png", "Yt.png", "X2d.png", "Y2d_target.png",
+                           "Y2d_learned.png", "kernel_learned.png"}) {
+    const std::string bytes = convkit::testing::read_text(dir / name);
+    ASSERT_GE(bytes.size(), 8u) << name;
+    EXPECT_EQ(bytes.substr(1, 3), "PNG") << name;
+    EXPECT_NE(r.out.find((dir / name).string()), std::string::npos) << name;
+  }
+  const std::string svg = convkit::testing::read_text(dir / "loss.svg");
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+}
+
+TEST(DemoCli, SaveIntoAFileIsAnError) {
+  const auto dir = convkit::testing::test_dir("demo-save-bad");
+  const std::string file = (dir / "plain-file").string();
+  { std::ofstream(file) << "x"; }
+  const auto r = run_cli({"demo", "--save", file});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--save"), std::string::npos) << r.err;
+}
