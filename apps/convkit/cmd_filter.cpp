@@ -147,16 +147,18 @@ void run_filter(const FilterArgs& a) {
 const CommandRegistrar reg(40, [](CLI::App& app) {
   auto a = std::make_shared<FilterArgs>();
   auto* cmd = app.add_subcommand(
-      "filter",
-      "Apply a 2-D kernel to every channel of a picture (depthwise conv2d, groups = C).\n"
-      "IN is a PNG or JPEG (or a .npy (H, W) / (C, H, W) array); OUT is a .png (values mapped to\n"
-      "pixels by --map) or a .npy (the raw filtered values, signs kept).\n"
+      "filter", "Apply a 2-D kernel to every channel of a picture (PNG/JPEG in, PNG or .npy out)");
+  cmd->footer(
+      "IN is a PNG or JPEG (or a .npy (H, W) / (C, H, W) array). The kernel is applied to every\n"
+      "channel (depthwise conv2d, groups = C). OUT is a .png (values mapped to pixels by --map) or "
+      "a\n"
+      ".npy (the raw filtered values, signs kept).\n"
       "Examples:\n"
       "  convkit filter photo.jpg edges.png --preset sobel-x --gray\n"
       "  convkit filter photo.jpg blur.png --preset gaussian --sigma 2\n"
       "  convkit filter photo.jpg edge.png --kernel \"1,-1\"\n"
-      "  convkit filter photo.jpg dx.npy --preset sobel-x      (then: convkit learn photo.jpg "
-      "dx.npy)");
+      "  convkit filter photo.jpg dx.npy --preset sobel-x\n"
+      "  convkit learn photo.jpg dx.npy --kernel-size 3x3       (recovers the Sobel kernel)");
   cmd->add_option("IN", a->in, "Input picture (PNG, JPEG, or .npy)")->required();
   cmd->add_option("OUT", a->out, "Output: .png picture or .npy array")->required();
   auto* kernel = cmd->add_option("--kernel", a->kernel_text,

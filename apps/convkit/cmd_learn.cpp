@@ -313,12 +313,15 @@ void run_learn(const LearnArgs& a) {
 const CommandRegistrar reg(41, [](CLI::App& app) {
   auto a = std::make_shared<LearnArgs>();
   auto* cmd = app.add_subcommand(
-      "learn",
-      "Learn the kernel that turns picture IN into TARGET (D2L 7.2.4 on real data): nn::Conv2d,\n"
-      "mean squared error, SGD with momentum; one kernel shared by all channels.\n"
+      "learn", "Learn the kernel that turns picture IN into TARGET (the notebook's experiment)");
+  cmd->footer(
+      "nn::Conv2d, mean squared error, optim::SGD with momentum; one kernel shared by all "
+      "channels.\n"
       "IN and TARGET are PNG/JPEG pictures or .npy arrays (H, W) / (C, H, W); keep signed targets\n"
       "(edge filters) in .npy. TARGET as large as IN: 'same' padding (--padding-mode, default\n"
       "replicate, as `convkit filter` pads); smaller by the kernel minus one: 'valid'.\n"
+      "IN is standardised and an offset is fitted with the kernel (reported with --bias); lr and\n"
+      "momentum are chosen from the spectrum of IN's patches unless given.\n"
       "Example:\n"
       "  convkit filter photo.png dx.npy --preset sobel-x --gray\n"
       "  convkit learn photo.png dx.npy --gray --kernel-size 3x3 --plot loss.svg");
