@@ -343,9 +343,8 @@ TEST_F(Conv2dCli, BackwardThroughReflectPaddingSomeGradients) {
 
 // ---- errors: status 2, a message on stderr, nothing written ------------------------------------
 
-TEST_F(Conv2dCli, BadFilesAndShapes) {
+TEST_F(Conv2dCli, BadFilesAndPaths) {
   save("x.npy", X({1, 2, 5, 6}));
-  save("x3.npy", X({1, 3, 5, 6}));
   save("w.npy", W({4, 2, 3, 3}));
   save("b.npy", B(3));
   std::ofstream(p("junk.npy")) << "not a npy";
@@ -356,16 +355,6 @@ TEST_F(Conv2dCli, BadFilesAndShapes) {
         {"--weight: load_npy:", "not a .npy file"});
   fails({"conv2d", "--input", x, "--weight", w, "--bias", p("b.npy"), "--output", y},
         {"--bias", "(3,)", "(4, 2, 3, 3)", "expected bias (4,)"});
-  fails({"conv2d", "--input", p("x3.npy"), "--weight", w, "--output", y}, {"conv2d", "channels"});
-  fails({"conv2d", "--input", x, "--weight", w, "--output", y, "--groups", "3"},
-        {"conv2d", "groups"});
-  fails({"conv2d", "--input", x, "--weight", w, "--output", y, "--padding", "5", "--padding-mode",
-         "reflect"},
-        {"conv2d", "reflect"});
-  fails({"conv2d", "--input", x, "--weight", w, "--output", y, "--stride", "0"},
-        {"conv2d", "stride"});
-  // Dilation 4 spreads the 3x3 kernel over 9x9, more than the 5x6 input.
-  fails({"conv2d", "--input", x, "--weight", w, "--output", y, "--dilation", "4"}, {"conv2d"});
   fails({"conv2d", "--input", x, "--weight", w, "--output", p("missing/y.npy")},
         {"--output: cannot write '" + p("missing/y.npy") + "'", "does not exist"});
   fails({"conv2d", "--input", x, "--weight", w, "--output", p(std::string(300, 'y'))},
@@ -377,7 +366,24 @@ TEST_F(Conv2dCli, BadFilesAndShapes) {
         {"--output", "names a directory"});
 }
 
-TEST_F(Conv2dCli, BadOptions) {
+TEST_F(Conv2dCli, ShapesThatDoNotFit) {
+  save("x.npy", X({1, 2, 5, 6}));
+  save("x3.npy", X({1, 3, 5, 6}));
+  save("w.npy", W({4, 2, 3, 3}));
+  const std::string x = p("x.npy"), w = p("w.npy"), y = p("y.npy");
+  fails({"conv2d", "--input", p("x3.npy"), "--weight", w, "--output", y},
+        {"conv2d", "has 3 channels"});
+  fails({"conv2d", "--input", x, "--weight", w, "--output", y, "--groups", "3"},
+        {"conv2d", "groups"});
+  fails({"conv2d", "--input", x, "--weight", w, "--output", y, "--padding", "5", "--padding-mode",
+         "reflect"},
+        {"conv2d", "reflect"});
+  // Dilation 4 spreads the 3x3 kernel over 9x9, more than the 5x6 input.
+  fails({"conv2d", "--input", x, "--weight", w, "--output", y, "--dilation", "4"},
+        {"conv2d: the dilated kernel (9, 9)"});
+}
+
+TEST_F(Conv2dCli, BadNumberOptions) {
   save("x.npy", X({1, 2, 5, 6}));
   save("w.npy", W({4, 2, 3, 3}));
   const std::string x = p("x.npy"), w = p("w.npy"), y = p("y.npy");
@@ -394,8 +400,23 @@ TEST_F(Conv2dCli, BadOptions) {
   fails(with({"--stride", "2,"}), {"--stride: '' in '2,' is not an integer"});
   fails(with({"--stride", "0"}), {"conv2d: stride must be >= 1"});
   fails(with({"--stride", "-1,1"}), {"conv2d: stride must be >= 1"});
-  fails(with({"--stride", "2", "3"}), {"3"});  // one value per option
+  fails(with({"--stride", "2", "3"}), {"not expected: 3"});  // one value per option
   fails(with({"--dilation", "x,1"}), {"--dilation: 'x' in 'x,1' is not an integer", "D or DH,DW"});
+  fails(with({"--groups", "two"}), {"--groups: 'two' in 'two' is not an integer"});
+  fails(with({"--groups", "0"}), {"conv2d", "groups"});
+  fails(with({"--no-such-option", "1"}), {"--no-such-option"});
+}
+
+TEST_F(Conv2dCli, BadPaddingOptions) {
+  save("x.npy", X({1, 2, 5, 6}));
+  save("w.npy", W({4, 2, 3, 3}));
+  const std::vector<std::string> base = {"conv2d",   "--input",  p("x.npy"), "--weight",
+                                         p("w.npy"), "--output", p("y.npy")};
+  const auto with = [&](std::initializer_list<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra);
+    return args;
+  };
   fails(with({"--padding", "1,2,3"}), {"--padding: '1,2,3' has 3 values", "L,R,T,B"});
   fails(with({"--padding", "1,a"}), {"--padding: 'a' in '1,a' is not an integer", "'same'"});
   fails(with({"--padding", "half"}), {"--padding: 'half' in 'half' is not an integer"});
@@ -405,9 +426,6 @@ TEST_F(Conv2dCli, BadOptions) {
   fails(with({"--padding-value", "2"}), {"--padding-value", "only with --padding-mode constant"});
   fails(with({"--padding-mode", "constant", "--padding-value", "abc"}),
         {"--padding-value: 'abc' is not a number"});
-  fails(with({"--groups", "two"}), {"--groups: 'two' in 'two' is not an integer"});
-  fails(with({"--groups", "0"}), {"conv2d", "groups"});
-  fails(with({"--no-such-option", "1"}), {"--no-such-option"});
 }
 
 TEST_F(Conv2dCli, BackwardErrors) {
