@@ -28,17 +28,6 @@ void output(const Tensor& t) {
   std::cout << "\n" << t << "\n\n";
 }
 
-// The notebook's own layer (In [4]): a user-defined Module around corr2d.
-class Conv2D : public nn::Module {
- public:
-  explicit Conv2D(Pair2 kernel_size) {
-    register_parameter("weight", weight, rand({kernel_size.h, kernel_size.w}));
-    register_parameter("bias", bias, zeros({1}));
-  }
-  Tensor forward(const Tensor& x) override { return corr2d(x, weight) + bias; }
-  Tensor weight, bias;
-};
-
 // With --save DIR: the notebook's arrays as enlarged pictures and the loss curve as SVG.
 class Pictures {
  public:

@@ -1,18 +1,11 @@
 #include <convkit/convkit.h>
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 using namespace convkit;
 
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
+using convkit::testing::error_of;
 
 TEST(Functional, Corr2dBadInputNamesShapes) {
   const std::string big = error_of([] { corr2d(ones({2, 5}), ones({3, 4})); });

@@ -5,20 +5,11 @@
 
 #include <cstring>
 
+#include "test_util.h"
+
 using namespace convkit;
 
-namespace {
-std::vector<uint32_t> bits_of(const Tensor& t, size_t limit = SIZE_MAX) {
-  std::vector<uint32_t> out;
-  for (float v : t.to_vector()) {
-    if (out.size() == limit) break;
-    uint32_t b;
-    std::memcpy(&b, &v, 4);
-    out.push_back(b);
-  }
-  return out;
-}
-}  // namespace
+using convkit::testing::bits_of;
 
 TEST(Init, Conv2dMatchesPyTorch) {
   manual_seed(0);

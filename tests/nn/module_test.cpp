@@ -1,7 +1,10 @@
 #include <convkit/convkit.h>
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 using namespace convkit;
+using convkit::testing::error_of;
 
 namespace {
 // A user-defined layer, as in the notebook's In [4].
@@ -26,14 +29,6 @@ class Net : public nn::Module {
   nn::Conv2d c2{2, 1, 3};
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 }  // namespace
 
 TEST(Module, NamedParametersAndChildren) {
