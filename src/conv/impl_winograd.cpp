@@ -33,33 +33,56 @@ namespace {
 namespace kg = kernels::gemm;
 namespace kw = kernels::winograd;
 
-struct Plan {
-  int64_t th, tw, tw8, R, S16, Mp, wpad;
-  int64_t u_floats, per_thread;
-};
-
-Plan plan(const ConvParams& p) {
-  Plan pl;
-  pl.th = (p.Ho + 3) / 4, pl.tw = (p.Wo + 3) / 4, pl.tw8 = kg::round_up(pl.tw, 8);
-  pl.R = std::max<int64_t>(1, 32 / pl.tw8);  // tile rows per task: about 32 slots
-  pl.S16 = kg::round_up(pl.R * pl.tw8, kg::NR);
-  pl.Mp = kg::round_up(p.Og(), kg::MR);
-  pl.wpad = 4 * pl.tw8 + 8;
-  pl.u_floats = base::align_floats(36 * p.groups * pl.Mp * p.Cg());
-  pl.per_thread = base::align_floats(6 * pl.wpad + 36 * p.Cg() * pl.S16 + 36 * p.Og() * pl.S16);
-  return pl;
-}
-
-std::size_t wino_floats(const ConvParams& p, int nt) {
-  const Plan pl = plan(p);
-  return pl.u_floats + static_cast<std::size_t>(nt) * pl.per_thread;
-}
-
 // Workspace budget: a quarter of the im2col buffer the layer would need, or 1 MiB for small layers.
 double budget_floats(const ConvParams& p) {
   const double im2col =
       double(p.N) * double(p.C) * double(p.kH * p.kW) * double(p.Ho) * double(p.Wo);
   return std::max(0.25 * im2col, double(1 << 18));
+}
+
+// Blocking of one call. Output channels go in blocks of OB (all of Og when the transformed kernels
+// fit the budget; otherwise the input tiles are transformed again for each block).
+struct Plan {
+  int64_t th, tw, tw8, R, S16, OB, OBp, CC, wpad;
+  int64_t u_floats, per_thread;
+  double total() const { return double(u_floats) + double(per_thread) * nt; }
+  int nt;
+};
+
+Plan plan(const ConvParams& p, int nt) {
+  Plan pl;
+  pl.nt = nt;
+  const int64_t Cg = p.Cg(), Og = p.Og();
+  pl.th = (p.Ho + 3) / 4, pl.tw = (p.Wo + 3) / 4, pl.tw8 = kg::round_up(pl.tw, 8);
+  // Tile rows per task: about 32 slots. Input channels in chunks of CC so one chunk's V (all 36
+  // positions) stays within ~256 KiB of L2; M accumulates over the chunks in order.
+  pl.R = std::max<int64_t>(1, 32 / pl.tw8);
+  pl.S16 = kg::round_up(pl.R * pl.tw8, kg::NR);
+  pl.CC = std::clamp<int64_t>((64 * 1024) / (36 * pl.S16), 8, Cg);
+  pl.wpad = 4 * pl.tw8 + 8;
+  auto size = [&](int64_t ob) {
+    pl.OB = ob, pl.OBp = kg::round_up(ob, kg::MR);
+    pl.u_floats = base::align_floats(36 * p.groups * pl.OBp * Cg);
+    pl.per_thread = base::align_floats(6 * pl.wpad + 36 * pl.CC * pl.S16 + 36 * pl.OBp * pl.S16);
+  };
+  size(Og);
+  const double budget = budget_floats(p);
+  for (int64_t ob = kg::round_up(Og, kg::MR) - kg::MR; pl.total() > budget && ob >= kg::MR;
+       ob -= kg::MR)
+    size(ob);
+  return pl;
+}
+
+std::size_t wino_floats(const ConvParams& p, int nt) {
+  return static_cast<std::size_t>(plan(p, nt).total());
+}
+
+// Null when a plan with output-channel blocks of at least 16 fits the budget.
+const char* budget_why_not(const ConvParams& p) {
+  const Plan pl = plan(p, base::max_threads());
+  if (pl.total() > budget_floats(p) || pl.OB < std::min<int64_t>(16, p.Og()))
+    return "transformed kernels and tiles would exceed max(25% of the im2col buffer, 1 MiB)";
+  return nullptr;
 }
 
 const char* geometry_why_not(const ConvParams& p) {
@@ -71,104 +94,118 @@ const char* geometry_why_not(const ConvParams& p) {
   return zero_padding_reason(p);
 }
 
-// Runs F(4x4, 3x3) on problem p; weight(g, o, c, t) is tap t = 3 kh + kw of group g's kernel.
-template <typename WeightAt>
-void wino_run(const ConvParams& p, const float* x, WeightAt&& weight, const float* b, float* y,
-              float* ws, int nthreads) {
-  const Plan pl = plan(p);
+// Where problem p's kernels live: tap t (= 3 kh + kw) of group g, output o, input c is at
+// base[g * group + o * out + c * in + t * tap] (the forward's weights, or bwd_data's flipped,
+// transposed view of them).
+struct WeightLayout {
+  const float* base;
+  int64_t group, out, in, tap;
+};
+
+// Runs F(4x4, 3x3) on problem p.
+void wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const float* b, float* y,
+              float* ws, int max_nt, int nthreads) {
+  const Plan pl = plan(p, max_nt);  // the plan the workspace was booked for
   const int64_t Cg = p.Cg(), Og = p.Og(), G = p.groups;
-  float* U = ws;  // [xi][g]: Mp x Cg in MR-row panels, a[k * MR + i]
-  {
-    const int64_t rows = G * pl.Mp;
-    const int nt = static_cast<int>(std::min<int64_t>(nthreads, rows));
+  float* U = ws;  // [xi][g]: OBp x Cg in MR-row panels, a[k * MR + i]
+  float* per = ws + pl.u_floats;
+  const int64_t blocks = (pl.th + pl.R - 1) / pl.R, tasks = G * p.N * blocks;
+  for (int64_t ob = 0; ob < Og; ob += pl.OB) {
+    const int64_t OBc = std::min(pl.OB, Og - ob);  // output channels o = ob .. ob + OBc
+    {
+      const int64_t rows = G * pl.OBp;
+      const int nt = static_cast<int>(std::min<int64_t>(nthreads, rows));
+      base::parallel_run(nt, [&](int tid, int n_threads) {
+        // One MR-row panel at a time: 6 kernels transformed together, each position's 6 values
+        // stored contiguously.
+        const auto [q0, q1] = base::split_range(rows / kg::MR, tid, n_threads);
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t g = q * kg::MR / pl.OBp, o0 = q * kg::MR % pl.OBp;
+          const int n = static_cast<int>(std::clamp<int64_t>(OBc - o0, 0, kg::MR));
+          for (int64_t c = 0; c < Cg; ++c)
+            kw::f32_wino_f4x3_ftrans6__avx2_fma(
+                wl.base + g * wl.group + (ob + o0) * wl.out + c * wl.in, wl.out, wl.tap, n,
+                U + g * pl.OBp * Cg + o0 * Cg + c * kg::MR, G * pl.OBp * Cg);
+        }
+      });
+    }
+    const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
     base::parallel_run(nt, [&](int tid, int n_threads) {
-      const auto [r0, r1] = base::split_range(rows, tid, n_threads);
-      float g9[9], u[36];
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t g = r / pl.Mp, o = r % pl.Mp;
-        for (int64_t c = 0; c < Cg; ++c) {
-          if (o < Og) {
-            for (int t = 0; t < 9; ++t) g9[t] = weight(g, o, c, t);
-            kw::f32_wino_f4x3_ftrans(g9, u);
-          } else {
-            std::fill(u, u + 36, 0.f);
+      float* rowbuf = per + tid * pl.per_thread;  // 6 rows of wpad
+      float* V = rowbuf + 6 * pl.wpad;            // [xi]: cc x S16 in NR-column panels
+      float* M = V + 36 * pl.CC * pl.S16;         // [xi]: OBc x S16
+      alignas(32) float out[4][32];
+      const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t g = t / (p.N * blocks), n = (t / blocks) % p.N;
+        const int64_t ty0 = (t % blocks) * pl.R, rows = std::min(pl.R, pl.th - ty0);
+        const float* xg = x + (n * p.C + g * Cg) * p.H * p.W;
+        const int64_t used = kg::round_up(rows * pl.tw8, kg::NR);
+        for (int64_t c0 = 0; c0 < Cg; c0 += pl.CC) {
+          const int64_t cc = std::min(pl.CC, Cg - c0);
+          // Input transform of channels c0 .. c0+cc: V[xi][c - c0][slot], slot = rr * tw8 + tx.
+          for (int64_t c = c0; c < c0 + cc; ++c)
+            for (int64_t rr = 0; rr < rows; ++rr) {
+              const int64_t ih0 = 4 * (ty0 + rr) - p.pad_t;
+              const float* rp[6];
+              for (int r = 0; r < 6; ++r) {
+                float* dst = rowbuf + r * pl.wpad;
+                const int64_t ih = ih0 + r;
+                if (ih >= 0 && ih < p.H) {
+                  // dst[j] = x[ih][j - pad_l] inside the row, 0 in the padding around it.
+                  const int64_t j0 = std::clamp<int64_t>(p.pad_l, 0, pl.wpad);
+                  const int64_t j1 = std::clamp<int64_t>(p.W + p.pad_l, j0, pl.wpad);
+                  const float* src = xg + (c * p.H + ih) * p.W - p.pad_l;
+                  std::fill(dst, dst + j0, 0.f);
+                  std::copy(src + j0, src + j1, dst + j0);
+                  std::fill(dst + j1, dst + pl.wpad, 0.f);
+                } else {
+                  std::fill(dst, dst + pl.wpad, 0.f);
+                }
+                rp[r] = dst;
+              }
+              for (int64_t tx = 0; tx < pl.tw8; tx += 8) {
+                const float* rows8[6];
+                for (int r = 0; r < 6; ++r) rows8[r] = rp[r] + 4 * tx;
+                const int64_t s = rr * pl.tw8 + tx;
+                kw::f32_wino_f4x3_itrans8__avx2_fma(
+                    rows8, V + (s / kg::NR) * cc * kg::NR + (c - c0) * kg::NR + s % kg::NR,
+                    cc * pl.S16);
+              }
+            }
+          // 36 GEMMs: M[xi] (+)= U[xi](:, c0 .. c0+cc) . V[xi] over the slots in use.
+          for (int xi = 0; xi < 36; ++xi) {
+            const float* Ux = U + (xi * G + g) * pl.OBp * Cg;
+            const float* Vx = V + xi * cc * pl.S16;
+            float* Mx = M + xi * pl.OBp * pl.S16;
+            for (int64_t sp = 0; sp < used; sp += kg::NR)
+              for (int64_t r = 0; r < OBc; r += kg::MR)
+                for (int64_t k0 = 0; k0 < cc; k0 += kg::KC)
+                  kg::f32_gemm_6x16__avx2_fma(
+                      std::min(kg::KC, cc - k0), Ux + r * Cg + (c0 + k0) * kg::MR,
+                      Vx + sp * cc + k0 * kg::NR, Mx + r * pl.S16 + sp, pl.S16,
+                      std::min(kg::MR, OBc - r), kg::NR, c0 + k0 > 0);
           }
-          for (int xi = 0; xi < 36; ++xi)
-            U[(xi * G + g) * pl.Mp * Cg + (o / kg::MR) * kg::MR * Cg + c * kg::MR + o % kg::MR] =
-                u[xi];
+        }
+        // Output transform, 8 tiles at a time, clipped to the output.
+        for (int64_t r = 0; r < OBc; ++r) {
+          const int64_t o = g * Og + ob + r;
+          const float bias = b ? b[o] : 0.f;
+          float* yo = y + (n * p.O + o) * p.Ho * p.Wo;
+          for (int64_t rr = 0; rr < rows; ++rr)
+            for (int64_t tx = 0; tx < pl.tw8; tx += 8) {
+              kw::f32_wino_f4x3_otrans8__avx2_fma(M + r * pl.S16 + rr * pl.tw8 + tx,
+                                                  pl.OBp * pl.S16, bias, &out[0][0], 32);
+              const int64_t oh0 = 4 * (ty0 + rr), ow0 = 4 * tx;
+              const int64_t nh = std::min<int64_t>(4, p.Ho - oh0);
+              const int64_t nw = std::min<int64_t>(32, p.Wo - ow0);
+              for (int64_t i = 0; i < nh; ++i)
+                std::copy(out[i], out[i] + nw, yo + (oh0 + i) * p.Wo + ow0);
+            }
         }
       }
     });
   }
-  const int64_t blocks = (pl.th + pl.R - 1) / pl.R, tasks = G * p.N * blocks;
-  const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
-  float* per = ws + pl.u_floats;
-  base::parallel_run(nt, [&](int tid, int n_threads) {
-    float* rowbuf = per + tid * pl.per_thread;  // 6 rows of wpad
-    float* V = rowbuf + 6 * pl.wpad;            // [xi]: Cg x S16 in NR-column panels
-    float* M = V + 36 * Cg * pl.S16;            // [xi]: Og x S16
-    alignas(32) float out[4][32];
-    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = t / (p.N * blocks), n = (t / blocks) % p.N;
-      const int64_t ty0 = (t % blocks) * pl.R, rows = std::min(pl.R, pl.th - ty0);
-      const float* xg = x + (n * p.C + g * Cg) * p.H * p.W;
-      // Input transform: V[xi][c][slot], slot = rr * tw8 + tx.
-      for (int64_t c = 0; c < Cg; ++c)
-        for (int64_t rr = 0; rr < rows; ++rr) {
-          const int64_t ih0 = 4 * (ty0 + rr) - p.pad_t;
-          const float* rp[6];
-          for (int r = 0; r < 6; ++r) {
-            float* dst = rowbuf + r * pl.wpad;
-            const int64_t ih = ih0 + r;
-            std::fill(dst, dst + pl.wpad, 0.f);
-            if (ih >= 0 && ih < p.H) {
-              // dst[j] = x[ih][j - pad_l] where that is inside the row.
-              const int64_t j0 = std::max<int64_t>(0, p.pad_l);
-              const int64_t j1 = std::min<int64_t>(pl.wpad, p.W + p.pad_l);
-              const float* src = xg + (c * p.H + ih) * p.W - p.pad_l;
-              for (int64_t j = j0; j < j1; ++j) dst[j] = src[j];
-            }
-            rp[r] = dst;
-          }
-          for (int64_t tx = 0; tx < pl.tw8; tx += 8) {
-            const float* rows8[6];
-            for (int r = 0; r < 6; ++r) rows8[r] = rp[r] + 4 * tx;
-            const int64_t s = rr * pl.tw8 + tx;
-            kw::f32_wino_f4x3_itrans8__avx2_fma(
-                rows8, V + (s / kg::NR) * Cg * kg::NR + c * kg::NR + s % kg::NR, Cg * pl.S16);
-          }
-        }
-      // 36 GEMMs: M[xi] = U[xi] . V[xi] over the slots in use.
-      const int64_t used = kg::round_up(rows * pl.tw8, kg::NR);
-      for (int xi = 0; xi < 36; ++xi) {
-        const float* Ux = U + (xi * G + g) * pl.Mp * Cg;
-        const float* Vx = V + xi * Cg * pl.S16;
-        float* Mx = M + xi * Og * pl.S16;
-        for (int64_t sp = 0; sp < used; sp += kg::NR)
-          for (int64_t r = 0; r < Og; r += kg::MR)
-            for (int64_t k0 = 0; k0 < Cg; k0 += kg::KC)
-              kg::f32_gemm_6x16__avx2_fma(std::min(kg::KC, Cg - k0), Ux + r * Cg + k0 * kg::MR,
-                                          Vx + sp * Cg + k0 * kg::NR, Mx + r * pl.S16 + sp, pl.S16,
-                                          std::min(kg::MR, Og - r), kg::NR, k0 > 0);
-      }
-      // Output transform, 8 tiles at a time, clipped to the output.
-      for (int64_t o = 0; o < Og; ++o) {
-        const float bias = b ? b[g * Og + o] : 0.f;
-        float* yo = y + (n * p.O + g * Og + o) * p.Ho * p.Wo;
-        for (int64_t rr = 0; rr < rows; ++rr)
-          for (int64_t tx = 0; tx < pl.tw8; tx += 8) {
-            kw::f32_wino_f4x3_otrans8__avx2_fma(M + o * pl.S16 + rr * pl.tw8 + tx, Og * pl.S16,
-                                                bias, &out[0][0], 32);
-            const int64_t oh0 = 4 * (ty0 + rr), ow0 = 4 * tx;
-            const int64_t nh = std::min<int64_t>(4, p.Ho - oh0);
-            const int64_t nw = std::min<int64_t>(32, p.Wo - ow0);
-            for (int64_t i = 0; i < nh; ++i)
-              std::copy(out[i], out[i] + nw, yo + (oh0 + i) * p.Wo + ow0);
-          }
-      }
-    }
-  });
 }
 
 bool all_finite(const float* v, int64_t n) {
@@ -189,9 +226,7 @@ void note_fallback(const char* pass) {
 
 const char* fwd_why_not(const ConvParams& p) {
   if (const char* why = geometry_why_not(p)) return why;
-  if (double(wino_floats(p, base::max_threads())) > budget_floats(p))
-    return "transformed kernels and tiles would exceed max(25% of the im2col buffer, 1 MiB)";
-  return nullptr;
+  return budget_why_not(p);
 }
 
 std::size_t fwd_ws(const ConvParams& p, int nt) {
@@ -205,11 +240,8 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     return;
   }
   const int64_t Cg = p.Cg(), Og = p.Og();
-  const float* w = a.w;
-  wino_run(
-      p, a.x,
-      [=](int64_t g, int64_t o, int64_t c, int t) { return w[((g * Og + o) * Cg + c) * 9 + t]; },
-      a.b, a.y, ws, base::threads_for(p.flops(), max_nt));
+  const WeightLayout wl{a.w, Og * Cg * 9, Cg * 9, 9, 1};
+  wino_run(p, a.x, wl, a.b, a.y, ws, max_nt, base::threads_for(p.flops(), max_nt));
 }
 
 // ---- backward data: the forward of gy with w'[c][o] = flip(w[o][c]), padding 2 - pad ------------
@@ -223,9 +255,7 @@ ConvParams transposed3(const ConvParams& p) {
 
 const char* bwd_data_why_not(const ConvParams& p) {
   if (const char* why = geometry_why_not(p)) return why;
-  if (double(wino_floats(transposed3(p), base::max_threads())) > budget_floats(p))
-    return "transformed kernels and tiles would exceed max(25% of the im2col buffer, 1 MiB)";
-  return nullptr;
+  return budget_why_not(transposed3(p));
 }
 
 std::size_t bwd_data_ws(const ConvParams& p, int nt) {
@@ -239,14 +269,11 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     return;
   }
   const int64_t Cg = p.Cg(), Og = p.Og();
-  const float* w = a.w;
-  // Problem q: input gy (channels O), output gx (channels C); q's (o, c) are p's (c, o).
-  wino_run(
-      transposed3(p), a.gy,
-      [=](int64_t g, int64_t c, int64_t o, int t) {
-        return w[((g * Og + o) * Cg + c) * 9 + (8 - t)];
-      },
-      nullptr, a.gx, ws, base::threads_for(p.flops(), max_nt));
+  // Problem q: input gy (channels O), output gx (channels C); q's (o, c) are p's (c, o), and
+  // q's tap t is p's tap 8 - t (the kernel flipped).
+  const WeightLayout wl{a.w + 8, Og * Cg * 9, 9, Cg * 9, -1};
+  wino_run(transposed3(p), a.gy, wl, nullptr, a.gx, ws, max_nt,
+           base::threads_for(p.flops(), max_nt));
 }
 
 }  // namespace

@@ -9,8 +9,12 @@
 
 namespace convkit::kernels::winograd {
 
-// u[xi] = (G g G^T)[xi] for a 3x3 kernel g (row-major).
-void f32_wino_f4x3_ftrans(const float g[9], float u[36]);
+// Filter transform u = G g G^T of up to 6 3x3 kernels at once (one MR-row panel): kernel i < n has
+// tap t (= 3 kh + kw) at
+// g[i * lane_stride + t * tap_stride]; writes u_i[xi] to dst[xi * xi_stride + i] for i < 6
+// (zeros for i >= n).
+void f32_wino_f4x3_ftrans6__avx2_fma(const float* g, int64_t lane_stride, int64_t tap_stride, int n,
+                                     float* dst, int64_t xi_stride);
 
 // Input transform of 8 horizontally adjacent tiles. rows[r] (r < 6) points at input row r of the
 // tiles at tile 0's first column; tile t reads rows[r][4t .. 4t+6), and 40 floats of each row must

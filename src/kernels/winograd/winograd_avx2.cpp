@@ -75,6 +75,42 @@ inline void interleave(const __m256 o[4], float* out) {
 
 }  // namespace
 
+void f32_wino_f4x3_ftrans6__avx2_fma(const float* g, int64_t lane_stride, int64_t tap_stride, int n,
+                                     float* dst, int64_t xi_stride) {
+  // gv[t] lane i = tap t of kernel i.
+  alignas(32) float lanes[9][8] = {};
+  for (int i = 0; i < n; ++i)
+    for (int t = 0; t < 9; ++t) lanes[t][i] = g[i * lane_stride + t * tap_stride];
+  __m256 gv[9];
+  for (int t = 0; t < 9; ++t) gv[t] = _mm256_load_ps(lanes[t]);
+  const __m256 q = _mm256_set1_ps(0.25f), m6 = _mm256_set1_ps(-1.f / 6.f);
+  const __m256 c24 = _mm256_set1_ps(1.f / 24.f), c12 = _mm256_set1_ps(1.f / 12.f),
+               c6 = _mm256_set1_ps(1.f / 6.f);
+  // s (6) = G v (3), lane-wise; the same expressions as f32_wino_f4x3_ftrans.
+  auto gt = [&](__m256 a, __m256 b, __m256 c, __m256* s) {
+    s[0] = _mm256_mul_ps(a, q);
+    s[1] = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(a, b), c), m6);
+    s[2] = _mm256_mul_ps(_mm256_add_ps(_mm256_sub_ps(a, b), c), m6);
+    s[3] = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(a, c24), _mm256_mul_ps(b, c12)),
+                         _mm256_mul_ps(c, c6));
+    s[4] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(a, c24), _mm256_mul_ps(b, c12)),
+                         _mm256_mul_ps(c, c6));
+    s[5] = c;
+  };
+  __m256 t6[6][3];  // G g
+  for (int j = 0; j < 3; ++j) {
+    __m256 s6[6];
+    gt(gv[j], gv[3 + j], gv[6 + j], s6);
+    for (int i = 0; i < 6; ++i) t6[i][j] = s6[i];
+  }
+  const __m256i mask = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+  for (int i = 0; i < 6; ++i) {
+    __m256 u[6];
+    gt(t6[i][0], t6[i][1], t6[i][2], u);
+    for (int k = 0; k < 6; ++k) _mm256_maskstore_ps(dst + (6 * i + k) * xi_stride, mask, u[k]);
+  }
+}
+
 void f32_wino_f4x3_itrans8__avx2_fma(const float* const rows[6], float* v, int64_t vstride) {
   __m256 t[6][6];  // t[r][xc]: row r after the column transform
   for (int r = 0; r < 6; ++r) {
