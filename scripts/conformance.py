@@ -2,7 +2,8 @@
 """Conformance of `convkit conv2d` / `convkit conv2d-backward` against PyTorch, through .npy files.
 
 Draws seeded random convolutions over every option of issue 3, writes X, W, B and dL/dY with numpy
-(float32, and some float64, Fortran-order, big-endian and integer files, as numpy users save them),
+(float32, and some float64, Fortran-order, big-endian, float16 and int32 files, as numpy users save
+them),
 runs the convkit binary on them and compares what it writes with:
 
   * PyTorch, for every option PyTorch has: torch.nn.Conv2d in float64 (so its padding modes go
@@ -31,7 +32,7 @@ no file left in the output directory.
 
 Run with the system python (numpy + torch 1.13):
     /usr/bin/python3 scripts/conformance.py [build/release/bin/convkit] [--cases 300] [--seed 0]
-Exit status 0 when everything passes, 1 otherwise.
+Exit status 0 when everything passes, 1 on any failure, 2 when the binary is missing.
 """
 
 import argparse
@@ -198,8 +199,8 @@ def draw_case(rng, idx, wide=False):
                 stride, stride_spec = draw_pair(rng, 1, 2, 0.3)
                 dilation, dilation_spec = draw_pair(rng, 1, 2, 0.3)
             pad_kind = rng.choice(["int", "pair", "four", "same", "valid"])
-            pad_values = {"int": (rng.randint(0, 2),), "pair": (rng.randint(0, 2), rng.randint(0, 2)),
-                          "four": tuple(rng.randint(0, 2) for _ in range(4))}.get(pad_kind, ())
+            n_values = {"int": 1, "pair": 2, "four": 4}.get(pad_kind, 0)
+            pad_values = tuple(rng.randint(0, 2) for _ in range(n_values))
             mode = rng.choice(["zeros", "zeros", "zeros", "constant"])  # constant 0 reads zeros too
         else:
             C = rng.randint(1, 8)
@@ -218,7 +219,8 @@ def draw_case(rng, idx, wide=False):
                 kW = kH
             stride, stride_spec = draw_pair(rng, 1, 3, 0.3)
             dilation, dilation_spec = draw_pair(rng, 1, 3, 0.3)
-            pad_kind = rng.choices(["int", "pair", "four", "same", "valid"], [25, 15, 20, 25, 15])[0]
+            kinds = ["int", "pair", "four", "same", "valid"]
+            pad_kind = rng.choices(kinds, [25, 15, 20, 25, 15])[0]
             if pad_kind == "same" and rng.random() < 0.5:
                 stride, stride_spec = (1, 1), "1"  # so PyTorch's own 'same' gets its share
             if pad_kind == "int":
@@ -342,7 +344,10 @@ def make_array(rng_np, shape, fmt, scale=1.0):
 
 def check_saved(path, shape):
     """Loads a convkit output: must be float32 little-endian C order of the expected shape."""
-    a = np.load(path)
+    try:
+        a = np.load(path)
+    except (OSError, ValueError) as e:
+        return None, [f"cannot load {os.path.basename(path)}: {e}"]
     problems = []
     if a.dtype.str != "<f4":
         problems.append(f"dtype {a.dtype.str}, expected <f4")
@@ -364,7 +369,8 @@ def index_pad(x, pads, mode, value):
     if mode == "constant":
         ih = np.pad(np.arange(H), (t, b), mode="constant", constant_values=-1)
         iw = np.pad(np.arange(W), (l, r), mode="constant", constant_values=-1)
-        g = x[..., torch.from_numpy(np.clip(ih, 0, None)), :][..., torch.from_numpy(np.clip(iw, 0, None))]
+        rows, cols = torch.from_numpy(np.clip(ih, 0, None)), torch.from_numpy(np.clip(iw, 0, None))
+        g = x[..., rows, :][..., cols]
         mask = torch.from_numpy((ih >= 0)[:, None] & (iw >= 0)[None, :])
         return torch.where(mask, g, torch.full_like(g, value))
     ih = np.pad(np.arange(H), (t, b), mode=NP_MODE[mode])
@@ -557,6 +563,13 @@ def run_case(binary, c, work, seed, env):
 # Edge cases and error paths
 
 
+def shape_of(path):
+    try:
+        return tuple(np.load(path).shape)
+    except (OSError, ValueError) as e:
+        return f"unreadable: {e}"
+
+
 def edge_checks(binary, work, env):
     """[(name, ok, detail)]: N = 0, D2L 7.3's size example, NaN propagation."""
     out = []
@@ -575,14 +588,14 @@ def edge_checks(binary, work, env):
     np.save(wf, rng.standard_normal((4, 3, 3, 2)).astype(np.float32))
     p = run(["--input", xf, "--weight", wf, "--padding", "1"])
     want = tuple(F.conv2d(torch.zeros(0, 3, 6, 5), torch.zeros(4, 3, 3, 2), padding=1).shape)
-    got = tuple(np.load(y).shape) if p.returncode == 0 else None
+    got = shape_of(y) if p.returncode == 0 else None
     out.append(("N = 0 gives an empty output", got == want, f"shape {got}, PyTorch {want}"))
 
     # D2L 7.3: 8x8 input, kernel (3, 5), padding (0, 1), stride (3, 4) -> 2x2.
     np.save(xf, rng.standard_normal((1, 1, 8, 8)).astype(np.float32))
     np.save(wf, rng.standard_normal((1, 1, 3, 5)).astype(np.float32))
     p = run(["--input", xf, "--weight", wf, "--padding", "0,1", "--stride", "3,4"])
-    got = tuple(np.load(y).shape) if p.returncode == 0 else None
+    got = shape_of(y) if p.returncode == 0 else None
     out.append(("D2L 7.3 size example -> 2x2", got == (1, 1, 2, 2), f"shape {got}"))
 
     # NaN: outputs are NaN exactly where the NaN (or a padded copy of it) is in the receptive
@@ -609,13 +622,16 @@ def edge_checks(binary, work, env):
         ref, mag = conv(clean, w), conv(np.abs(clean), np.abs(w))
         ok, detail = False, p.stderr.strip()
         if p.returncode == 0:
-            g = np.load(y).astype(np.float64)
-            same_mask = np.array_equal(np.isnan(g), hit)
-            fin = ~hit
-            close = np.all(np.abs(g[fin] - ref[fin]) <= 2 * (27 + 2) * U * mag[fin] + 1e-30)
-            ok = same_mask and close and np.isfinite(g[fin]).all()
-            detail = (f"{int(hit.sum())} NaN outputs expected, {int(np.isnan(g).sum())} got, "
-                      f"others {'match' if close else 'MISMATCH'}")
+            g, problems = check_saved(y, ref.shape)
+            if problems:
+                ok, detail = False, "; ".join(problems)
+            else:
+                same_mask = np.array_equal(np.isnan(g), hit)
+                fin = ~hit
+                close = np.all(np.abs(g[fin] - ref[fin]) <= 2 * (27 + 2) * U * mag[fin] + 1e-30)
+                ok = same_mask and close and np.isfinite(g[fin]).all()
+                detail = (f"{int(hit.sum())} NaN outputs expected, {int(np.isnan(g).sum())} got, "
+                          f"others {'match' if close else 'MISMATCH'}")
         out.append((f"NaN propagation ({mode}, pad {pad})", ok, detail))
     return out
 
@@ -779,8 +795,8 @@ def main():
                 f"FAIL ({sum(not r.ok for r in rs)})")
 
     order = {"PyTorch": 0, "documented": 1}
-    rows = [(src, f) + agg(rs) for (src, f), rs in sorted(fams.items(),
-                                                           key=lambda kv: (order[kv[0][0]], kv[0][1]))]
+    ranked = sorted(fams.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
+    rows = [(src, f) + agg(rs) for (src, f), rs in ranked]
     print(f"convkit conformance: {len(cases)} cases (seed {a.seed}), {a.binary}"
           f"{', CONVKIT_IMPL=' + a.impl if a.impl else ''}, "
           f"{time.time() - t0:.1f} s\n")
