@@ -92,8 +92,13 @@ void run_filter(const FilterArgs& a) {
         "' must end in .png (a picture) or .npy (the raw filtered values)");
 
   auto t0 = clock::now();
-  const Tensor image = pictures::load_picture(a.in, a.gray);  // (C, H, W)
+  const Tensor picture = pictures::load_picture(a.in, a.gray);  // (C_all, H, W)
   const double t_read = pictures::seconds_since(t0);
+  // The alpha channel of a gray+alpha or RGBA image file is not filtered (its edges would make
+  // the picture transparent): it is kept as it is when the output has the input's size.
+  const bool has_alpha =
+      !pictures::is_npy_file(a.in) && (picture.size(0) == 2 || picture.size(0) == 4);
+  const Tensor image = has_alpha ? picture.slice(0, 0, picture.size(0) - 1) : picture;
   const int64_t C = image.size(0), H = image.size(1), W = image.size(2);
 
   Conv2dOptions opt;
@@ -122,16 +127,27 @@ void run_filter(const FilterArgs& a) {
   const double t_conv = pictures::seconds_since(t0);
 
   t0 = clock::now();
+  Tensor result = to_npy ? out : map_values(out, map);  // (C, Ho, Wo)
+  const bool keep_alpha = has_alpha && out.size(1) == H && out.size(2) == W;
+  if (keep_alpha) {
+    Tensor with_alpha = empty({C + 1, H, W});  // colour channels, then the original alpha
+    with_alpha.slice(0, 0, C).copy_(result);
+    with_alpha.slice(0, C, C + 1).copy_(picture.slice(0, C, C + 1));
+    result = with_alpha;
+  }
   if (to_npy) {
-    save_npy(a.out, out);
+    save_npy(a.out, result);
   } else {
-    write_png(a.out, map_values(out, map), a.depth);
+    write_png(a.out, result, a.depth);
   }
   const double t_write = pictures::seconds_since(t0);
 
   if (a.verbose) {
-    std::printf("filter: %s %s -> %s %s\n", a.in.c_str(), image.shape_str().c_str(), a.out.c_str(),
-                out.shape_str().c_str());
+    if (has_alpha)
+      std::printf("alpha channel %s\n",
+                  keep_alpha ? "kept unfiltered" : "dropped (the size changed)");
+    std::printf("filter: %s %s -> %s %s\n", a.in.c_str(), picture.shape_str().c_str(),
+                a.out.c_str(), result.shape_str().c_str());
     if (kernel2d.defined())
       std::cout << "kernel " << kernel2d.shape_str() << ":\n" << kernel2d << "\n";
     std::printf("conv2d: weight %s, groups %lld, stride (%lld, %lld), padding %s, mode %s\n",

@@ -172,6 +172,28 @@ TEST_F(FilterCli, KernelFileAndVerbose) {
   EXPECT_NE(r.out.find("tensor([[ 1., -1.]])"), std::string::npos) << r.out;
 }
 
+TEST_F(FilterCli, AlphaIsKeptUnfiltered) {
+  // RGBA: the colour channels are filtered, alpha is copied (filtering it would make the picture
+  // transparent); when the size changes alpha is dropped.
+  const Picture rgba = testing::generated_picture(4, 12, 15, 9);
+  const auto in = (dir / "rgba.png").string();
+  write_png(in, to_tensor(rgba), 16);
+  const Tensor image4 = read_image(in);
+  const auto out = (dir / "o.npy").string();
+  auto r = run_cli({"filter", in, out, "--preset", "laplacian"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Tensor got = load_npy(out);
+  ASSERT_EQ(got.shape(), (Shape{4, 12, 15}));
+  expect_close(got.slice(0, 0, 3).contiguous(),
+               testing::naive_filter(to_picture(image4.slice(0, 0, 3).contiguous()),
+                                     {0, 1, 0, 1, -4, 1, 0, 1, 0}, 3, 3, true),
+               1e-5);
+  EXPECT_TRUE(equal(got.slice(0, 3, 4).contiguous(), image4.slice(0, 3, 4).contiguous()));
+  r = run_cli({"filter", in, out, "--preset", "laplacian", "--stride", "2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(load_npy(out).shape(), (Shape{3, 6, 8}));
+}
+
 TEST_F(FilterCli, BadInputExitsTwoAndWritesNothing) {
   const auto out = (dir / "never.png").string();
   expect_refused({"filter", (dir / "missing.png").string(), out, "--preset", "sobel-x"},

@@ -19,6 +19,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
@@ -31,17 +32,25 @@ namespace {
 
 // ---- scratch files ----
 
+// $CONVKIT_TEST_TMP/image_test_<pid>, removed when the test binary exits.
 std::string scratch_dir() {
   const char* env = std::getenv("CONVKIT_TEST_TMP");
 #ifdef CONVKIT_TEST_TMP
-  std::string base = env ? env : CONVKIT_TEST_TMP;
+  const std::string base = env ? env : CONVKIT_TEST_TMP;
 #else
-  std::string base = env ? env : "/tmp";
+  const std::string base = env ? env : "/tmp";
 #endif
-  ::mkdir(base.c_str(), 0777);
-  const std::string dir = base + "/image_test_" + std::to_string(::getpid());
-  ::mkdir(dir.c_str(), 0777);
-  return dir;
+  struct Scratch {
+    std::filesystem::path dir;
+    ~Scratch() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  };
+  static const Scratch scratch{std::filesystem::path(base) /
+                               ("image_test_" + std::to_string(::getpid()))};
+  std::filesystem::create_directories(scratch.dir);
+  return scratch.dir.string();
 }
 
 std::vector<std::string> list_dir(const std::string& dir) {
