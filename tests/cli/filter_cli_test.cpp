@@ -38,6 +38,10 @@ Picture to_picture(const Tensor& t) {
 class FilterCli : public ::testing::Test {
  protected:
   fs::path dir = testing::test_dir("filter_cli");
+  // Kept for inspection when a test fails.
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir);
+  }
   // A 16-bit RGB PNG (so the decoded floats are exactly the levels written) and its tensor.
   fs::path png = dir / "in.png";
   Tensor image;

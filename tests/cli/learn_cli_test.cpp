@@ -27,6 +27,10 @@ using testing::run_cli;
 class LearnCli : public ::testing::Test {
  protected:
   fs::path dir = testing::test_dir("learn_cli");
+  // Kept for inspection when a test fails.
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir);
+  }
 
   // Writes a generated picture and its filtered copy, runs learn, returns the learned kernel.
   std::vector<float> learn(const std::vector<double>& k, int64_t kh, int64_t kw, bool same,
