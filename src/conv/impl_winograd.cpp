@@ -1,4 +1,5 @@
-// "winograd_f4x3_avx2": F(4x4, 3x3) for 3x3, stride 1, dilation 1 layers with enough channels
+// "winograd_f4x3_avx2": F(4x4, 3x3) for 3x3 stride-1 layers with enough channels (dilation d runs
+// as d x d dense problems on every d-th row and column)
 // (forward; bwd_data as the forward of the flipped, transposed kernel, which is again 3x3 stride
 // 1).
 //
@@ -53,7 +54,11 @@ Plan plan(const ConvParams& p, int nt) {
   Plan pl;
   pl.nt = nt;
   const int64_t Cg = p.Cg(), Og = p.Og();
-  pl.th = (p.Ho + 3) / 4, pl.tw = (p.Wo + 3) / 4, pl.tw8 = kg::round_up(pl.tw, 8);
+  // Dilation d splits the layer into d x d dense 3x3 problems on every d-th row and column
+  // (phases); tiles are sized for the largest phase.
+  const int64_t d = p.dH;
+  pl.th = ((p.Ho + d - 1) / d + 3) / 4, pl.tw = ((p.Wo + d - 1) / d + 3) / 4;
+  pl.tw8 = kg::round_up(pl.tw, 8);
   // Tile rows per task: about 32 slots. Input channels in chunks of CC so one chunk's V (all 36
   // positions) stays within ~256 KiB of L2; M accumulates over the chunks in order.
   pl.R = std::max<int64_t>(1, 32 / pl.tw8);
@@ -87,8 +92,8 @@ const char* budget_why_not(const ConvParams& p) {
 
 const char* geometry_why_not(const ConvParams& p) {
   if (!base::use_avx2()) return "needs AVX2 and FMA";
-  if (p.kH != 3 || p.kW != 3 || p.sH != 1 || p.sW != 1 || p.dH != 1 || p.dW != 1)
-    return "needs a 3x3 kernel, stride 1, dilation 1";
+  if (p.kH != 3 || p.kW != 3 || p.sH != 1 || p.sW != 1 || p.dH != p.dW)
+    return "needs a 3x3 kernel, stride 1, equal dilations";
   if (p.Cg() < 16 || p.Og() < 16)
     return "fewer than 16 channels per group in or out (the transforms would dominate)";
   return zero_padding_reason(p);
@@ -109,7 +114,10 @@ void wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
   const int64_t Cg = p.Cg(), Og = p.Og(), G = p.groups;
   float* U = ws;  // [xi][g]: OBp x Cg in MR-row panels, a[k * MR + i]
   float* per = ws + pl.u_floats;
-  const int64_t blocks = (pl.th + pl.R - 1) / pl.R, tasks = G * p.N * blocks;
+  // Tasks: (group, image, phase (a, b), block of R tile rows); phase (a, b) holds the outputs
+  // (a + d i, b + d j), Ho_a x Wo_b of them, a dense 3x3 problem on input rows a - pad_t + d i'.
+  const int64_t d = p.dH, phases = d * d;
+  const int64_t blocks = (pl.th + pl.R - 1) / pl.R, tasks = G * p.N * phases * blocks;
   for (int64_t ob = 0; ob < Og; ob += pl.OB) {
     const int64_t OBc = std::min(pl.OB, Og - ob);  // output channels o = ob .. ob + OBc
     {
@@ -137,21 +145,33 @@ void wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
       alignas(32) float out[4][32];
       const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t g = t / (p.N * blocks), n = (t / blocks) % p.N;
-        const int64_t ty0 = (t % blocks) * pl.R, rows = std::min(pl.R, pl.th - ty0);
+        const int64_t g = t / (p.N * phases * blocks), n = (t / (phases * blocks)) % p.N;
+        const int64_t ph = (t / blocks) % phases, a = ph / d, bph = ph % d;
+        const int64_t Ho_a = (p.Ho - a + d - 1) / d, Wo_b = (p.Wo - bph + d - 1) / d;
+        const int64_t th_a = (Ho_a + 3) / 4, tw_a = (Wo_b + 3) / 4;
+        const int64_t ty0 = (t % blocks) * pl.R;
+        if (ty0 >= th_a || tw_a == 0) continue;  // a smaller phase has fewer tile rows
+        const int64_t rows = std::min(pl.R, th_a - ty0), tw8 = kg::round_up(tw_a, 8);
         const float* xg = x + (n * p.C + g * Cg) * p.H * p.W;
-        const int64_t used = kg::round_up(rows * pl.tw8, kg::NR);
+        const int64_t used = kg::round_up(rows * tw8, kg::NR);
         for (int64_t c0 = 0; c0 < Cg; c0 += pl.CC) {
           const int64_t cc = std::min(pl.CC, Cg - c0);
           // Input transform of channels c0 .. c0+cc: V[xi][c - c0][slot], slot = rr * tw8 + tx.
           for (int64_t c = c0; c < c0 + cc; ++c)
             for (int64_t rr = 0; rr < rows; ++rr) {
-              const int64_t ih0 = 4 * (ty0 + rr) - p.pad_t;
+              const int64_t i0 = 4 * (ty0 + rr);  // first phase row of the tile row
               const float* rp[6];
               for (int r = 0; r < 6; ++r) {
                 float* dst = rowbuf + r * pl.wpad;
-                const int64_t ih = ih0 + r;
-                if (ih >= 0 && ih < p.H) {
+                const int64_t ih = a - p.pad_t + d * (i0 + r);
+                if (ih >= 0 && ih < p.H && d > 1) {
+                  // dst[j] = x[ih][b - pad_l + d j] inside the row, 0 outside.
+                  const float* src = xg + (c * p.H + ih) * p.W;
+                  for (int64_t j = 0; j < pl.wpad; ++j) {
+                    const int64_t iw = bph - p.pad_l + d * j;
+                    dst[j] = iw >= 0 && iw < p.W ? src[iw] : 0.f;
+                  }
+                } else if (ih >= 0 && ih < p.H) {
                   // dst[j] = x[ih][j - pad_l] inside the row, 0 in the padding around it.
                   const int64_t j0 = std::clamp<int64_t>(p.pad_l, 0, pl.wpad);
                   const int64_t j1 = std::clamp<int64_t>(p.W + p.pad_l, j0, pl.wpad);
@@ -164,10 +184,10 @@ void wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
                 }
                 rp[r] = dst;
               }
-              for (int64_t tx = 0; tx < pl.tw8; tx += 8) {
+              for (int64_t tx = 0; tx < tw8; tx += 8) {
                 const float* rows8[6];
                 for (int r = 0; r < 6; ++r) rows8[r] = rp[r] + 4 * tx;
-                const int64_t s = rr * pl.tw8 + tx;
+                const int64_t s = rr * tw8 + tx;
                 kw::f32_wino_f4x3_itrans8__avx2_fma(
                     rows8, V + (s / kg::NR) * cc * kg::NR + (c - c0) * kg::NR + s % kg::NR,
                     cc * pl.S16);
@@ -193,14 +213,19 @@ void wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
           const float bias = b ? b[o] : 0.f;
           float* yo = y + (n * p.O + o) * p.Ho * p.Wo;
           for (int64_t rr = 0; rr < rows; ++rr)
-            for (int64_t tx = 0; tx < pl.tw8; tx += 8) {
-              kw::f32_wino_f4x3_otrans8__avx2_fma(M + r * pl.S16 + rr * pl.tw8 + tx,
-                                                  pl.OBp * pl.S16, bias, &out[0][0], 32);
-              const int64_t oh0 = 4 * (ty0 + rr), ow0 = 4 * tx;
-              const int64_t nh = std::min<int64_t>(4, p.Ho - oh0);
-              const int64_t nw = std::min<int64_t>(32, p.Wo - ow0);
-              for (int64_t i = 0; i < nh; ++i)
-                std::copy(out[i], out[i] + nw, yo + (oh0 + i) * p.Wo + ow0);
+            for (int64_t tx = 0; tx < tw8; tx += 8) {
+              kw::f32_wino_f4x3_otrans8__avx2_fma(M + r * pl.S16 + rr * tw8 + tx, pl.OBp * pl.S16,
+                                                  bias, &out[0][0], 32);
+              const int64_t i0 = 4 * (ty0 + rr), j0 = 4 * tx;  // phase coordinates
+              const int64_t nh = std::min<int64_t>(4, Ho_a - i0);
+              const int64_t nw = std::min<int64_t>(32, Wo_b - j0);
+              for (int64_t i = 0; i < nh; ++i) {
+                float* yr = yo + (a + d * (i0 + i)) * p.Wo + bph + d * j0;
+                if (d == 1)
+                  std::copy(out[i], out[i] + nw, yr);
+                else
+                  for (int64_t j = 0; j < nw; ++j) yr[d * j] = out[i][j];
+              }
             }
         }
       }
@@ -244,12 +269,14 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   wino_run(p, a.x, wl, a.b, a.y, ws, max_nt, base::threads_for(p.flops(), max_nt));
 }
 
-// ---- backward data: the forward of gy with w'[c][o] = flip(w[o][c]), padding 2 - pad ------------
+// ---- backward data: the forward of gy with w'[c][o] = flip(w[o][c]), padding 2 d - pad
+// -----------
 
 ConvParams transposed3(const ConvParams& p) {
   ConvParams q = p;
   q.C = p.O, q.H = p.Ho, q.W = p.Wo, q.O = p.C, q.Ho = p.H, q.Wo = p.W;
-  q.pad_t = 2 - p.pad_t, q.pad_b = 2 - p.pad_b, q.pad_l = 2 - p.pad_l, q.pad_r = 2 - p.pad_r;
+  const int64_t e = 2 * p.dH;  // the dilated kernel's extent minus 1
+  q.pad_t = e - p.pad_t, q.pad_b = e - p.pad_b, q.pad_l = e - p.pad_l, q.pad_r = e - p.pad_r;
   return q;
 }
 
