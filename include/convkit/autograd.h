@@ -36,6 +36,12 @@ struct Node {
   std::string name;            // e.g. "MulBackward0", as PyTorch prints in grad_fn=<...>
   std::vector<Tensor> inputs;  // the op's tensor inputs, in order
   BackwardFn backward;
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Frees the chain of nodes behind this one iteratively: a tape of 100k ops must not overflow
+  // the stack when its last tensor goes away.
+  ~Node();
 };
 
 // Records `output = op(inputs)` on the tape when grad mode is on and any input requires grad.
@@ -58,7 +64,7 @@ Tensor sum_to(const Tensor& grad, const Shape& shape);
 struct GradcheckOptions {
   double eps = 1e-3;
   double atol = 1e-3;
-  double rtol = 1e-2;
+  double rtol = 1e-3;
 };
 bool gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
                const std::vector<Tensor>& inputs, GradcheckOptions options = {},

@@ -21,6 +21,27 @@ void GradMode::set_enabled(bool enabled) {
 
 namespace autograd {
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> todo;
+  auto take = [&todo](std::vector<Tensor>& tensors) {
+    for (auto& t : tensors) {
+      TensorImpl* impl = t.impl();
+      // Only nodes this chain owns alone are detached here; shared ones die with their owners.
+      if (impl && t.impl_ptr().use_count() == 1 && impl->grad_fn &&
+          impl->grad_fn.use_count() == 1) {
+        todo.push_back(std::move(impl->grad_fn));
+      }
+    }
+    tensors.clear();
+  };
+  take(inputs);
+  while (!todo.empty()) {
+    std::shared_ptr<Node> node = std::move(todo.back());
+    todo.pop_back();
+    take(node->inputs);
+  }
+}
+
 bool needs_grad(std::initializer_list<Tensor> inputs) {
   if (!GradMode::is_enabled()) return false;
   for (const auto& t : inputs) {
@@ -46,6 +67,8 @@ Tensor record(Tensor output, std::string name, std::vector<Tensor> inputs,
 
 Tensor sum_to(const Tensor& grad, const Shape& shape) {
   if (grad.shape() == shape) return grad;
+  check(grad.shape().size() >= shape.size(), "sum_to: a gradient of shape ", grad.shape_str(),
+        " cannot be reduced to the larger rank of ", shape_to_string(shape));
   Tensor g = grad;
   const size_t lead = g.shape().size() - shape.size();
   for (size_t i = 0; i < lead; ++i) g = g.sum(0);
@@ -74,6 +97,14 @@ void Tensor::backward(const Tensor& gradient) const {
   }
 
   NoGradGuard no_grad;
+  if (!impl()->grad_fn) {  // a leaf: its gradient is the seed itself
+    if (impl()->grad.defined()) {
+      impl()->grad.add_(seed);
+    } else {
+      impl()->grad = seed.detach().contiguous().clone();
+    }
+    return;
+  }
   // Reverse topological order of the non-leaf tensors reachable from this one (iterative DFS).
   std::vector<TensorImpl*> order;
   std::unordered_set<TensorImpl*> seen;

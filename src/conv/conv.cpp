@@ -19,6 +19,7 @@
 #include "base/parallel.h"
 #include "conv/dispatch.h"
 #include "conv/impls.h"
+#include "kernels/ref/pad_index.h"
 
 namespace convkit::conv {
 
@@ -198,8 +199,80 @@ void set_forced_impl(const std::string& names) {
   f.set(names);
 }
 
+// Padding modes other than zeros (reflect, replicate, circular, symmetric, constant) are
+// materialised: the input is padded into scratch once, and the convolution runs unpadded on it, so
+// every fast implementation serves them. Backward-data folds the padded gradient back onto the
+// samples each padded position read (constant padding reads none).
+namespace {
+
+bool pads_explicitly(const ConvParams& p) {
+  return p.has_padding() && p.mode != kernels::PadMode::Zeros;
+}
+
+ConvParams unpadded(const ConvParams& p) {
+  ConvParams q = p;
+  q.H = p.H + p.pad_t + p.pad_b;
+  q.W = p.W + p.pad_l + p.pad_r;
+  q.pad_t = q.pad_b = q.pad_l = q.pad_r = 0;
+  q.mode = kernels::PadMode::Zeros;
+  q.pad_value = 0.f;
+  return q;
+}
+
+// Source row/column each padded coordinate reads (kernels::kPadConstant for none).
+std::pair<std::vector<int64_t>, std::vector<int64_t>> pad_maps(const ConvParams& p) {
+  const ConvParams q = unpadded(p);
+  std::vector<int64_t> rows(static_cast<size_t>(q.H)), cols(static_cast<size_t>(q.W));
+  for (int64_t i = 0; i < q.H; ++i) rows[i] = kernels::pad_index(i - p.pad_t, p.H, p.mode);
+  for (int64_t j = 0; j < q.W; ++j) cols[j] = kernels::pad_index(j - p.pad_l, p.W, p.mode);
+  return {rows, cols};
+}
+
+// xp (N, C, Hp, Wp) = x (N, C, H, W) padded by p's mode.
+std::vector<float> pad_input(const ConvParams& p, const float* x) {
+  const ConvParams q = unpadded(p);
+  const auto [rows, cols] = pad_maps(p);
+  std::vector<float> xp(static_cast<size_t>(p.N * p.C * q.H * q.W));
+  for (int64_t nc = 0; nc < p.N * p.C; ++nc) {
+    const float* src = x + nc * p.H * p.W;
+    float* dst = xp.data() + nc * q.H * q.W;
+    for (int64_t i = 0; i < q.H; ++i) {
+      for (int64_t j = 0; j < q.W; ++j) {
+        const bool inside = rows[i] != kernels::kPadConstant && cols[j] != kernels::kPadConstant;
+        dst[i * q.W + j] = inside ? src[rows[i] * p.W + cols[j]] : p.pad_value;
+      }
+    }
+  }
+  return xp;
+}
+
+// gx (N, C, H, W) = gxp (N, C, Hp, Wp) folded back through the padding (fixed order: bitwise
+// reproducible).
+void fold_padding(const ConvParams& p, const float* gxp, float* gx) {
+  const ConvParams q = unpadded(p);
+  const auto [rows, cols] = pad_maps(p);
+  std::fill(gx, gx + p.N * p.C * p.H * p.W, 0.f);
+  for (int64_t nc = 0; nc < p.N * p.C; ++nc) {
+    const float* src = gxp + nc * q.H * q.W;
+    float* dst = gx + nc * p.H * p.W;
+    for (int64_t i = 0; i < q.H; ++i) {
+      for (int64_t j = 0; j < q.W; ++j) {
+        if (rows[i] == kernels::kPadConstant || cols[j] == kernels::kPadConstant) continue;
+        dst[rows[i] * p.W + cols[j]] += src[i * q.W + j];
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void forward(const ConvParams& p, const float* x, const float* w, const float* b, float* y) {
   if (p.N == 0) return;  // empty batch: empty output
+  if (pads_explicitly(p)) {
+    const std::vector<float> xp = pad_input(p, x);
+    forward(unpadded(p), xp.data(), w, b, y);
+    return;
+  }
   ConvArgs a;
   a.x = x;
   a.w = w;
@@ -210,6 +283,13 @@ void forward(const ConvParams& p, const float* x, const float* w, const float* b
 
 void backward_data(const ConvParams& p, const float* gy, const float* w, float* gx) {
   if (p.N == 0) return;
+  if (pads_explicitly(p)) {
+    const ConvParams q = unpadded(p);
+    std::vector<float> gxp(static_cast<size_t>(q.N * q.C * q.H * q.W));
+    backward_data(q, gy, w, gxp.data());
+    fold_padding(p, gxp.data(), gx);
+    return;
+  }
   ConvArgs a;
   a.gy = gy;
   a.w = w;
@@ -222,6 +302,11 @@ void backward_weight(const ConvParams& p, const float* gy, const float* x, float
   if (p.N == 0) {  // no samples: the gradients are sums over nothing
     if (gw) std::fill(gw, gw + p.O * p.Cg() * p.kH * p.kW, 0.f);
     if (gb) std::fill(gb, gb + p.O, 0.f);
+    return;
+  }
+  if (pads_explicitly(p)) {
+    const std::vector<float> xp = pad_input(p, x);
+    backward_weight(unpadded(p), gy, xp.data(), gw, gb);
     return;
   }
   ConvArgs a;

@@ -108,7 +108,11 @@ Tensor arange(int64_t end) {
 }
 
 Tensor arange(double start, double end, double step) {
+  check(std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
+        "arange: start, end and step must be finite, got ", start, ", ", end, ", ", step);
   check(step != 0.0, "arange: step must be nonzero");
+  check(std::fabs((end - start) / step) < 9e15, "arange: the range [", start, ", ", end,
+        ") with step ", step, " has too many elements");
   check((step > 0 && start <= end) || (step < 0 && start >= end) || start == end,
         "arange: the range [", start, ", ", end, ") is empty in the direction of step ", step,
         "; use start <= end for a positive step");

@@ -93,22 +93,22 @@ Tensor operator/(const Tensor& a, const Tensor& b) {
 
 Tensor operator+(const Tensor& a, float b) {
   Tensor out = unary_values(a, [b](float x) { return x + b; });
-  return autograd::record(out, "AddBackward1", {a},
+  return autograd::record(out, "AddBackward0", {a},
                           [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 Tensor operator-(const Tensor& a, float b) {
   Tensor out = unary_values(a, [b](float x) { return x - b; });
-  return autograd::record(out, "SubBackward1", {a},
+  return autograd::record(out, "SubBackward0", {a},
                           [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 Tensor operator*(const Tensor& a, float b) {
   Tensor out = unary_values(a, [b](float x) { return x * b; });
-  return autograd::record(out, "MulBackward1", {a},
+  return autograd::record(out, "MulBackward0", {a},
                           [b](const Tensor& g) { return std::vector<Tensor>{g * b}; });
 }
 Tensor operator/(const Tensor& a, float b) {
   Tensor out = unary_values(a, [b](float x) { return x / b; });
-  return autograd::record(out, "DivBackward1", {a},
+  return autograd::record(out, "DivBackward0", {a},
                           [b](const Tensor& g) { return std::vector<Tensor>{g / b}; });
 }
 Tensor operator+(float a, const Tensor& b) {
@@ -249,7 +249,16 @@ Tensor Tensor::sum(int64_t d, bool keepdim) const {
 
 Tensor Tensor::mean() const {
   check(numel() > 0, "mean: the mean of an empty tensor (shape ", shape_str(), ") is undefined");
-  return sum() / static_cast<float>(numel());
+  const auto n = static_cast<float>(numel());
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = sum() / n;
+  }
+  const Shape in_shape = shape();
+  return autograd::record(out, "MeanBackward0", {*this}, [in_shape, n](const Tensor& g) {
+    return std::vector<Tensor>{(g / n).expand(in_shape).contiguous()};
+  });
 }
 
 static Tensor extreme(const Tensor& t, bool largest, const char* op, const char* node) {
@@ -262,10 +271,16 @@ static Tensor extreme(const Tensor& t, bool largest, const char* op, const char*
     if (std::isnan(v[i]) || (largest ? v[i] > v[best] : v[i] < v[best])) best = i;
   }
   Tensor out = scalar_tensor(v[best]);
+  // As PyTorch's all-reduce max/min: the gradient is shared evenly among tied elements.
+  std::vector<size_t> ties;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i == best || (!std::isnan(v[best]) && v[i] == v[best])) ties.push_back(i);
+  }
   const Shape in_shape = t.shape();
-  return autograd::record(out, node, {t}, [in_shape, best](const Tensor& g) {
+  return autograd::record(out, node, {t}, [in_shape, ties](const Tensor& g) {
     Tensor gi = zeros(in_shape);
-    gi.data_ptr()[best] = g.item();
+    const float share = g.item() / static_cast<float>(ties.size());
+    for (size_t i : ties) gi.data_ptr()[i] = share;
     return std::vector<Tensor>{gi};
   });
 }

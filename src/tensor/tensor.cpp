@@ -15,7 +15,11 @@ namespace detail {
 
 int64_t numel_of(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape) {
+    if (__builtin_mul_overflow(n, s, &n)) {
+      fail("tensor: shape ", shape_to_string(shape), " has too many elements (over 2^63)");
+    }
+  }
   return n;
 }
 
@@ -70,6 +74,10 @@ void check_inplace(const Tensor& t, const char* op) {
   check(!(GradMode::is_enabled() && t.requires_grad()), op,
         ": an in-place change to a tensor that requires grad", " (shape ", t.shape_str(),
         ") would break autograd; do it under convkit::NoGradGuard or on .data()");
+  for (size_t d = 0; d < t.shape().size(); ++d) {
+    check(t.strides()[d] != 0 || t.shape()[d] <= 1, op, ": the tensor of shape ", t.shape_str(),
+          " is a broadcast (expanded) view whose elements share memory; write into a clone()");
+  }
 }
 
 }  // namespace detail
@@ -80,7 +88,10 @@ using detail::wrap_dim;
 Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
 static const TensorImpl& need(const std::shared_ptr<TensorImpl>& impl) {
-  if (!impl) fail("tensor: this tensor is undefined (a missing .grad(), or never assigned)");
+  if (!impl)
+    fail(
+        "tensor: this tensor is undefined (a .grad() before any backward pass, a layer without "
+        "bias, a LazyConv2d parameter before its first forward pass, or never assigned)");
   return *impl;
 }
 
@@ -154,12 +165,14 @@ static int64_t element_offset(const Tensor& t, std::initializer_list<int64_t> in
 }
 
 float Tensor::at(std::initializer_list<int64_t> index) const {
-  return impl_->storage->data[static_cast<size_t>(element_offset(*this, index, "at"))];
+  const int64_t off = element_offset(*this, index, "at");
+  return impl_->storage->data[static_cast<size_t>(off)];
 }
 
 void Tensor::set(std::initializer_list<int64_t> index, float value) {
   detail::check_inplace(*this, "set");
-  impl_->storage->data[static_cast<size_t>(element_offset(*this, index, "set"))] = value;
+  const int64_t off = element_offset(*this, index, "set");
+  impl_->storage->data[static_cast<size_t>(off)] = value;
 }
 
 std::vector<float> Tensor::to_vector() const {
@@ -217,9 +230,9 @@ Tensor Tensor::flatten() const {
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
-  if (dim() == 0) return *this;
   d0 = wrap_dim(d0, dim(), "transpose");
   d1 = wrap_dim(d1, dim(), "transpose");
+  if (dim() == 0) return *this;
   Shape sh = shape();
   auto st = strides();
   std::swap(sh[d0], sh[d1]);
@@ -234,7 +247,9 @@ Tensor Tensor::t() const {
   check(dim() <= 2, "t: expects a tensor with <= 2 dimensions, but got shape ", shape_str(),
         "; use transpose(dim0, dim1) for higher ranks");
   if (dim() < 2) return *this;
-  return transpose(0, 1);
+  Tensor out = transpose(0, 1);
+  if (out.grad_fn()) out.grad_fn()->name = "TBackward0";
+  return out;
 }
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
@@ -270,7 +285,7 @@ Tensor Tensor::slice(int64_t d, std::optional<int64_t> start, std::optional<int6
   const int64_t e = std::max(b, stop ? clamp(*stop) : n);
   Shape sh = shape();
   auto st = strides();
-  sh[d] = (e - b + step - 1) / step;
+  sh[d] = e > b ? (e - b - 1) / step + 1 : 0;
   st[d] *= step;
   Tensor out = make_view(*this, sh, st, impl_->offset + b * strides()[d]);
   const Shape in_shape = shape();
@@ -334,8 +349,8 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
-  if (dim() == 0) return *this;
   d = wrap_dim(d, dim(), "squeeze");
+  if (dim() == 0) return *this;
   if (shape()[d] != 1) return *this;
   Shape sh = shape();
   auto st = strides();
@@ -357,6 +372,8 @@ Tensor Tensor::expand(Shape new_shape) const {
       check(d >= lead, "expand: -1 is not allowed for a new leading dimension");
       new_shape[d] = shape()[d - lead];
     }
+    check(new_shape[d] >= 0, "expand: invalid size ", new_shape[d], " in ",
+          shape_to_string(new_shape), "; sizes must be >= 0 (or -1 to keep a dimension)");
     if (d >= lead) {
       const int64_t s = shape()[d - lead];
       check(s == new_shape[d] || s == 1, "expand: cannot expand shape ", shape_str(), " to ",
@@ -419,7 +436,7 @@ void Tensor::set_grad(const Tensor& g) {
     check(g.shape() == shape(), "set_grad: gradient of shape ", g.shape_str(),
           " does not match the tensor's shape ", shape_str());
   }
-  impl_->grad = g;
+  impl_->grad = g.defined() ? g.detach() : g;  // no history: a graph holding this tensor would leak
 }
 bool Tensor::is_leaf() const {
   return !need(impl_).grad_fn;
@@ -449,6 +466,10 @@ template <typename F>
 static Tensor& inplace_binary(Tensor& self, const Tensor& src, const char* op, F f) {
   detail::check_inplace(self, op);
   check(src.defined(), op, ": the source tensor is undefined");
+  check(!(GradMode::is_enabled() && src.requires_grad()), op, ": the source (shape ",
+        src.shape_str(),
+        ") requires grad, and an in-place op cannot carry its gradient; write "
+        "a = a + b instead, or use .detach() / NoGradGuard when no gradient is wanted");
   const Shape out = broadcast_shapes(self.shape(), src.shape(), op);
   check(out == self.shape(), op, ": cannot write a result of shape ", shape_to_string(out),
         " into a tensor of shape ", self.shape_str(), "; the other operand (shape ",

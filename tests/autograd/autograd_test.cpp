@@ -52,7 +52,7 @@ TEST(Autograd, NoGradDetachAndErrors) {
   }
   EXPECT_FALSE(x.detach().requires_grad());
   EXPECT_TRUE((x * 2.f).requires_grad());
-  EXPECT_EQ((x * 2.f).grad_fn()->name, "MulBackward1");
+  EXPECT_EQ((x * 2.f).grad_fn()->name, "MulBackward0");
   EXPECT_THROW((x * 2.f).backward(), Error);        // not a scalar, no gradient given
   EXPECT_THROW(ones({2}).sum().backward(), Error);  // nothing requires grad
   EXPECT_THROW((x * 2.f).backward(ones({3})), Error);
@@ -143,4 +143,40 @@ TEST(Autograd, GradcheckReportsAWrongGradient) {
   std::string report;
   EXPECT_FALSE(gradcheck(wrong, {a}, {}, &report));
   EXPECT_NE(report.find("finite difference"), std::string::npos);
+}
+
+TEST(Autograd, LongTapeIsFreedWithoutRecursion) {
+  // 50k chained ops: freeing the tape recursively would overflow the stack.
+  Tensor w = ones({1});
+  w.requires_grad_();
+  {
+    Tensor acc = zeros({1});
+    for (int i = 0; i < 50000; ++i) acc = acc + w;
+    acc.sum().backward();
+  }
+  EXPECT_EQ(w.grad().item(), 50000.f);
+}
+
+TEST(Autograd, InPlaceWithASourceThatRequiresGradIsRefused) {
+  Tensor w = tensor({1.f, 2.f});
+  w.requires_grad_();
+  Tensor m = zeros({2});
+  EXPECT_THROW(m += w * 3.f, Error);
+  EXPECT_THROW(m.index({0}) = w.index({1}), Error);
+  m += (w * 3.f).detach();  // explicit: no gradient wanted
+  EXPECT_EQ(m.to_vector(), (std::vector<float>{3, 6}));
+}
+
+TEST(Autograd, TiesShareTheGradientAndLeavesTakeTheSeed) {
+  Tensor x = tensor({1.f, 3.f, 3.f});
+  x.requires_grad_();
+  x.max().backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<float>{0, 0.5f, 0.5f}));
+  Tensor s = tensor(2.f);
+  s.requires_grad_();
+  s.backward();
+  EXPECT_EQ(s.grad().item(), 1.f);
+  EXPECT_EQ((x * 2.f).grad_fn()->name, "MulBackward0");
+  EXPECT_EQ(x.mean().grad_fn()->name, "MeanBackward0");
+  EXPECT_EQ(x.unsqueeze(0).t().grad_fn()->name, "TBackward0");
 }

@@ -123,3 +123,18 @@ TEST(Tensor, InPlaceOnParameterNeedsNoGrad) {
   EXPECT_EQ(w.to_vector(), (std::vector<float>{2, 2}));
   EXPECT_TRUE(w.requires_grad());
 }
+
+TEST(Tensor, EdgeCasesGiveErrorsNotCrashes) {
+  EXPECT_THROW(Tensor().at({0}), Error);
+  EXPECT_THROW(zeros({int64_t(1) << 32, int64_t(1) << 32}), Error);  // element count overflows
+  EXPECT_EQ(arange(5).slice(0, 0, 5, INT64_MAX - 2).shape(), (Shape{1}));
+  EXPECT_THROW(ones({1}).expand({-2}), Error);
+  EXPECT_THROW(ones({1}).expand({3}).add_(ones({3})), Error);  // elements share memory
+  EXPECT_THROW(tensor(3.f).transpose(5, 7), Error);
+  EXPECT_THROW(arange(0.0, 1e30), Error);
+  EXPECT_THROW(autograd::sum_to(tensor(1.f), {2}), Error);
+  // copy_ from an overlapping view reads the source before writing.
+  Tensor a = arange(5);
+  a.slice(0, 1, 5).copy_(a.slice(0, 0, 4));
+  EXPECT_EQ(a.to_vector(), (std::vector<float>{0, 0, 1, 2, 3}));
+}
