@@ -228,7 +228,8 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> pad_maps(const ConvParams&
   return {rows, cols};
 }
 
-// xp (N, C, Hp, Wp) = x (N, C, H, W) padded by p's mode.
+// xp (N, C, Hp, Wp) = x (N, C, H, W) padded by p's mode. Interior runs are copied whole; only the
+// border columns go through the index map.
 std::vector<float> pad_input(const ConvParams& p, const float* x) {
   const ConvParams q = unpadded(p);
   const auto [rows, cols] = pad_maps(p);
@@ -237,9 +238,18 @@ std::vector<float> pad_input(const ConvParams& p, const float* x) {
     const float* src = x + nc * p.H * p.W;
     float* dst = xp.data() + nc * q.H * q.W;
     for (int64_t i = 0; i < q.H; ++i) {
-      for (int64_t j = 0; j < q.W; ++j) {
-        const bool inside = rows[i] != kernels::kPadConstant && cols[j] != kernels::kPadConstant;
-        dst[i * q.W + j] = inside ? src[rows[i] * p.W + cols[j]] : p.pad_value;
+      float* out = dst + i * q.W;
+      if (rows[i] == kernels::kPadConstant) {
+        std::fill(out, out + q.W, p.pad_value);
+        continue;
+      }
+      const float* in = src + rows[i] * p.W;
+      for (int64_t j = 0; j < p.pad_l; ++j) {
+        out[j] = cols[j] == kernels::kPadConstant ? p.pad_value : in[cols[j]];
+      }
+      std::copy(in, in + p.W, out + p.pad_l);
+      for (int64_t j = p.pad_l + p.W; j < q.W; ++j) {
+        out[j] = cols[j] == kernels::kPadConstant ? p.pad_value : in[cols[j]];
       }
     }
   }
