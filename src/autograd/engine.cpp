@@ -22,22 +22,22 @@ void GradMode::set_enabled(bool enabled) {
 namespace autograd {
 
 Node::~Node() {
-  std::vector<std::shared_ptr<Node>> todo;
-  auto take = [&todo](std::vector<Tensor>& tensors) {
+  std::vector<std::shared_ptr<Node>> pending;
+  auto take = [&pending](std::vector<Tensor>& tensors) {
     for (auto& t : tensors) {
       TensorImpl* impl = t.impl();
       // Only nodes this chain owns alone are detached here; shared ones die with their owners.
       if (impl && t.impl_ptr().use_count() == 1 && impl->grad_fn &&
           impl->grad_fn.use_count() == 1) {
-        todo.push_back(std::move(impl->grad_fn));
+        pending.push_back(std::move(impl->grad_fn));
       }
     }
     tensors.clear();
   };
   take(inputs);
-  while (!todo.empty()) {
-    std::shared_ptr<Node> node = std::move(todo.back());
-    todo.pop_back();
+  while (!pending.empty()) {
+    std::shared_ptr<Node> node = std::move(pending.back());
+    pending.pop_back();
     take(node->inputs);
   }
 }
