@@ -37,7 +37,7 @@ clang++ -std=c++20 -O1 -g -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -Wall -Wextra -Wpedantic -Wshadow -Werror \
   -I"$root/include" -I"$root/src" \
-  "$root/fuzz/npy_fuzz.cpp" "$root/src/io/npy.cpp" "${zlib_flags[@]}" \
+  "$root/fuzz/npy_fuzz.cpp" "$root/src/io/npy.cpp" "$root/src/io/atomic_file.cpp" "${zlib_flags[@]}" \
   -o "$out/npy_fuzz"
 
 echo "fuzz-npy: fuzzing for ${seconds}s" >&2

@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "io/atomic_file.h"
 #include "io/image_codec.h"
 
 namespace convkit {
@@ -43,7 +44,7 @@ void write_png(const std::string& path, const Tensor& image, int bit_depth) {
   const int64_t C = image.dim() == 3 ? image.size(0) : 1;
   const int64_t H = image.size(-2), W = image.size(-1);
   const std::vector<uint8_t> bytes = io::encode_png(src.data_ptr(), C, H, W, bit_depth, path);
-  io::write_file_atomically(path, bytes.data(), bytes.size(), "write_png");
+  io::write_file_atomic(path, bytes.data(), bytes.size(), "write_png");
 }
 
 ValueMap value_map_from_string(const std::string& name) {
@@ -149,7 +150,7 @@ void save_png_enlarged(const std::string& path, const Tensor& values, int64_t sc
       for (int64_t x = 0; x < OW; ++x)
         big[c * OHW + y * OW + x] = small[c * HW + (y / scale) * W + x / scale];
   const std::vector<uint8_t> bytes = io::encode_png(big.data(), C, OH, OW, 8, path);
-  io::write_file_atomically(path, bytes.data(), bytes.size(), "save_png_enlarged");
+  io::write_file_atomic(path, bytes.data(), bytes.size(), "save_png_enlarged");
 }
 
 }  // namespace convkit

@@ -498,45 +498,4 @@ RawImage read_image_file(const std::string& path) {
   return decode_image(bytes.data(), bytes.size(), path);
 }
 
-void write_file_atomically(const std::string& path, const void* bytes, size_t size,
-                           const std::string& what) {
-  // The temporary file sits beside the target (same file system, so rename is atomic), is hidden,
-  // and is unique per process and call.
-  static std::atomic<unsigned> counter{0};
-  const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  check(!base.empty(), what, ": cannot write ", quoted(path), ": the path names a directory");
-  const std::string tmp = dir + "." + base + ".tmp-" + std::to_string(::getpid()) + "-" +
-                          std::to_string(counter.fetch_add(1));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) fail(what, ": cannot write ", quoted(path), ": ", std::strerror(errno));
-  auto give_up = [&](int err) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(what, ": cannot write ", quoted(path), ": ", std::strerror(err));
-  };
-  const auto* p = static_cast<const uint8_t*>(bytes);
-  size_t left = size;
-  while (left > 0) {
-    const ssize_t w = ::write(fd, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      give_up(errno);
-    }
-    p += w;
-    left -= static_cast<size_t>(w);
-  }
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail(what, ": cannot write ", quoted(path), ": ", std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail(what, ": cannot write ", quoted(path), ": ", std::strerror(err));
-  }
-}
-
 }  // namespace convkit::io

@@ -38,9 +38,4 @@ RawImage read_image_file(const std::string& path);
 std::vector<uint8_t> encode_png(const float* chw, int64_t channels, int64_t height, int64_t width,
                                 int bit_depth, const std::string& name);
 
-// Writes `bytes` to `path` atomically: a temporary file beside it, then rename(2). On any failure
-// the temporary file is removed and a convkit::Error names `what` and the path.
-void write_file_atomically(const std::string& path, const void* bytes, size_t size,
-                           const std::string& what);
-
 }  // namespace convkit::io

@@ -61,10 +61,6 @@ NpyArray read_npy_file(const std::string& path);
 // The bytes of a .npy (format 1.0, '<f4', C order) holding `values` (C order) with `shape`.
 std::string encode_npy(const std::vector<int64_t>& shape, const float* values);
 
-// Writes `bytes` to `path` atomically: a temporary file in the same directory, then rename. On any
-// failure the temporary file is removed and convkit::Error names `op`, the path and the reason.
-void write_file_atomic(const std::string& path, const std::string& bytes, const char* op);
-
 // Writes a .npy (format 1.0, float32 little-endian, C order) atomically.
 void write_npy_file(const std::string& path, const std::vector<int64_t>& shape,
                     const float* values);

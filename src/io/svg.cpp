@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "io/atomic_file.h"
 #include "io/image_codec.h"
 
 namespace convkit {
@@ -181,7 +182,7 @@ std::string line_plot_svg(const std::vector<double>& y, const LinePlotOptions& o
 void save_line_plot_svg(const std::string& path, const std::vector<double>& y,
                         const LinePlotOptions& options) {
   const std::string text = line_plot_svg(y, options);
-  io::write_file_atomically(path, text.data(), text.size(), "save_line_plot_svg");
+  io::write_file_atomic(path, text.data(), text.size(), "save_line_plot_svg");
 }
 
 }  // namespace convkit
