@@ -7,18 +7,32 @@
 //   V[xi] (Cg x S)    = B^T d B of every 6x6 input tile, S tiles (slots) per task
 //   M[xi] (Og x S)    = U[xi] . V[xi]        36 GEMMs on the packed SGEMM micro-kernel
 //   y tiles (4 x 4)   = A^T M A + bias
-// A task is (group, image, R tile rows); its tiles sit in slots of 8 (a tile row is padded to a
-// multiple of 8 slots: the transforms handle 8 tiles per ymm). The K sum of each GEMM runs in KC
-// chunks in order, so bits do not depend on the thread count.
+// Tiles are numbered through images, phases and tile rows (image, phase row, tile row, phase
+// column, tile column),
+// so a task's slots are TB consecutive tiles wherever they lie and only the last task of a group
+// holds unused slots. A task reads its tiles from zero-padded windows of the input (one per run
+// of tiles in one image and phase), which the input transform reads 8 tiles at a time.
+//
+// Output channels go in blocks of OB (all of Og when the transformed kernels fit the workspace
+// budget; otherwise the input tiles are transformed again for each block). Work units are (group,
+// task, MR-row panel of the block); a thread takes a contiguous run of units and transforms a
+// task's tiles once for its run of panels. One parallel region per call: per block, the threads
+// transform the block's kernels together, meet at a barrier, then run their units (and meet again
+// before the next block overwrites U). The K sum of each GEMM runs in chunks of CC input channels
+// (then KC) in order, CC fixed by the shape, so bits do not depend on the thread count.
 //
 // Error: the transforms scale rounding errors by their norms (entries up to 8 and 5, the 1/6 and
 // 1/24 of G); tests/conv/impl_test.cpp checks the outputs within 4x the direct-sum bound.
 // NaN/Inf: a non-finite input or weight would leak through the transforms into the whole tile
-// (Inf - Inf = NaN), so such calls run the implicit GEMM instead, whose NaN/Inf follow the direct
-// convolution's.
+// (Inf - Inf = NaN). The window and filter kernels report non-finite values as they copy them;
+// such calls then run the implicit GEMM, whose NaN/Inf follow the direct convolution's, over the
+// whole output.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <thread>
 
 #include "base/aligned.h"
 #include "base/cpu.h"
@@ -41,40 +55,85 @@ double budget_floats(const ConvParams& p) {
   return std::max(0.25 * im2col, double(1 << 18));
 }
 
-// Blocking of one call. Output channels go in blocks of OB (all of Og when the transformed kernels
-// fit the budget; otherwise the input tiles are transformed again for each block).
+// Slots per task: one NR-column panel. Larger tasks reuse each U panel on more columns, but their
+// V and M (36 x (Cg + OB) x TB floats) no longer stay in L2 (measured slower on Zen 3).
+constexpr int64_t kTB = kg::NR, kMaxTB = kTB;
+
+// Tiles of problem p. Dilation d splits the output into d x d phases: phase (a, b) holds the
+// outputs (a + d i, b + d j), Ho_a x Wo_b of them, a dense 3x3 problem on input rows a - pad_t +
+// d i' and columns b - pad_l + d j'; its tiles are th(a) x tw(b) 4x4 blocks.
+struct Tiles {
+  int64_t d, th_sum, tw_sum, tw_min, tw_max, per_image, T;
+  // Outputs of phase a along an output extent L, and its tiles (of 4).
+  int64_t len(int64_t a, int64_t L) const { return L > a ? (L - a + d - 1) / d : 0; }
+  int64_t count(int64_t a, int64_t L) const { return (len(a, L) + 3) / 4; }
+};
+
+Tiles tile_grid(const ConvParams& p) {
+  Tiles t{};
+  t.d = p.dH;
+  t.tw_min = INT64_MAX;
+  for (int64_t a = 0; a < t.d; ++a) {
+    t.th_sum += t.count(a, p.Ho);
+    const int64_t tw = t.count(a, p.Wo);
+    t.tw_sum += tw;
+    if (tw > 0) t.tw_min = std::min(t.tw_min, tw), t.tw_max = std::max(t.tw_max, tw);
+  }
+  if (t.tw_max == 0) t.tw_min = 1;
+  t.per_image = t.th_sum * t.tw_sum;
+  t.T = p.N * t.per_image;
+  return t;
+}
+
+// Blocking of one call.
 struct Plan {
-  int64_t th, tw, tw8, R, S16, OB, OBp, CC, wpad;
-  int64_t u_floats, per_thread;
-  double total() const { return double(u_floats) + double(per_thread) * nt; }
+  Tiles tl;
+  int64_t TB, tasks;                   // slots per task (a multiple of NR), tasks per group
+  int64_t CC;                          // input channels per K chunk (fixed by the shape: the bits)
+  int64_t OB, OBp, Q, blocks;          // output channels per block, padded to MR; panels; blocks
+  int64_t ld, win_floats;              // window row stride and floats
+  int64_t u_xs, u_floats, per_thread;  // U's xi stride, U and per-thread floats
   int nt;
+  double total() const { return double(u_floats) + double(per_thread) * nt; }
+  int64_t v_floats() const { return 36 * (CC * TB + 16); }  // V of one chunk, padded xi stride
+  int64_t m_floats() const { return 36 * OBp * TB; }
 };
 
 Plan plan(const ConvParams& p, int nt) {
   Plan pl;
   pl.nt = nt;
   const int64_t Cg = p.Cg(), Og = p.Og();
-  // Dilation d splits the layer into d x d dense 3x3 problems on every d-th row and column
-  // (phases); tiles are sized for the largest phase.
-  const int64_t d = p.dH;
-  pl.th = ((p.Ho + d - 1) / d + 3) / 4, pl.tw = ((p.Wo + d - 1) / d + 3) / 4;
-  pl.tw8 = kg::round_up(pl.tw, 8);
-  // Tile rows per task: about 32 slots. Input channels in chunks of CC so one chunk's V (all 36
-  // positions) stays within ~256 KiB of L2; M accumulates over the chunks in order.
-  pl.R = std::max<int64_t>(1, 32 / pl.tw8);
-  pl.S16 = kg::round_up(pl.R * pl.tw8, kg::NR);
-  pl.CC = std::clamp<int64_t>((64 * 1024) / (36 * pl.S16), 8, Cg);
-  pl.wpad = 4 * pl.tw8 + 8;
+  pl.tl = tile_grid(p);
+  const Tiles& tl = pl.tl;
+  pl.TB = std::min(kTB, kg::round_up(std::max<int64_t>(tl.T, 1), kg::NR));
+  pl.tasks = (tl.T + pl.TB - 1) / pl.TB;
+  // V of one chunk (36 x CC x TB) within about 256 KiB of L2.
+  const int64_t vmax = 64 * 1024;
+  const int64_t chunks = std::max<int64_t>(1, (36 * Cg * pl.TB + vmax - 1) / vmax);
+  pl.CC = (Cg + chunks - 1) / chunks;
+  // Windows: TB consecutive tiles touch at most `touched` tile rows; a run of r of them in one
+  // image and phase needs 4 r + 2 input rows.
+  const int64_t touched = std::min(pl.TB, (pl.TB - 1) / tl.tw_min + 2);
+  pl.ld = kg::round_up(4 * tl.tw_max + 4, 8);
+  pl.win_floats = 6 * touched * pl.ld;
   auto size = [&](int64_t ob) {
-    pl.OB = ob, pl.OBp = kg::round_up(ob, kg::MR);
-    pl.u_floats = base::align_floats(36 * p.groups * pl.OBp * Cg);
-    pl.per_thread = base::align_floats(6 * pl.wpad + 36 * pl.CC * pl.S16 + 36 * pl.OBp * pl.S16);
+    pl.OB = ob, pl.OBp = kg::round_up(ob, kg::MR), pl.Q = pl.OBp / kg::MR;
+    // +16: the 36 xi rows the filter transform writes at once do not share cache sets.
+    pl.u_xs = base::align_floats(p.groups * pl.OBp * Cg) + 16;
+    pl.u_floats = 36 * pl.u_xs;
+    pl.per_thread = base::align_floats(pl.v_floats()) + base::align_floats(pl.m_floats()) +
+                    base::align_floats(pl.win_floats);
   };
   size(Og);
   const double budget = budget_floats(p);
   for (int64_t ob = kg::round_up(Og, kg::MR) - kg::MR; pl.total() > budget && ob >= kg::MR;
        ob -= kg::MR)
     size(ob);
+  // Equal blocks of whole panels.
+  int64_t blocks = (Og + pl.OB - 1) / pl.OB;
+  const int64_t ob = std::min(Og, kg::round_up((Og + blocks - 1) / blocks, kg::MR));
+  size(ob);
+  pl.blocks = (Og + ob - 1) / ob;
   return pl;
 }
 
@@ -94,6 +153,9 @@ const char* geometry_why_not(const ConvParams& p) {
   if (!base::use_avx2()) return "needs AVX2 and FMA";
   if (p.kH != 3 || p.kW != 3 || p.sH != 1 || p.sW != 1 || p.dH != p.dW)
     return "needs a 3x3 kernel, stride 1, equal dilations";
+  const int64_t e = 2 * p.dH;  // the dilated kernel's extent minus 1
+  if (std::max({p.pad_t, p.pad_b, p.pad_l, p.pad_r}) > e)
+    return "padding wider than the kernel (outputs reading only padding must be exact zeros)";
   if (p.Cg() < 16 || p.Og() < 16)
     return "fewer than 16 channels per group in or out (the transforms would dominate)";
   return zero_padding_reason(p);
@@ -107,136 +169,209 @@ struct WeightLayout {
   int64_t group, out, in, tap;
 };
 
-// Runs F(4x4, 3x3) on problem p.
-void wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const float* b, float* y,
-              float* ws, int max_nt, int nthreads) {
-  const Plan pl = plan(p, max_nt);  // the plan the workspace was booked for
-  const int64_t Cg = p.Cg(), Og = p.Og(), G = p.groups;
-  float* U = ws;  // [xi][g]: OBp x Cg in MR-row panels, a[k * MR + i]
-  float* per = ws + pl.u_floats;
-  // Tasks: (group, image, phase (a, b), block of R tile rows); phase (a, b) holds the outputs
-  // (a + d i, b + d j), Ho_a x Wo_b of them, a dense 3x3 problem on input rows a - pad_t + d i'.
-  const int64_t d = p.dH, phases = d * d;
-  const int64_t blocks = (pl.th + pl.R - 1) / pl.R, tasks = G * p.N * phases * blocks;
-  for (int64_t ob = 0; ob < Og; ob += pl.OB) {
-    const int64_t OBc = std::min(pl.OB, Og - ob);  // output channels o = ob .. ob + OBc
-    {
-      const int64_t rows = G * pl.OBp;
-      const int nt = static_cast<int>(std::min<int64_t>(nthreads, rows));
-      base::parallel_run(nt, [&](int tid, int n_threads) {
-        // One MR-row panel at a time: 6 kernels transformed together, each position's 6 values
-        // stored contiguously.
-        const auto [q0, q1] = base::split_range(rows / kg::MR, tid, n_threads);
-        for (int64_t q = q0; q < q1; ++q) {
-          const int64_t g = q * kg::MR / pl.OBp, o0 = q * kg::MR % pl.OBp;
-          const int n = static_cast<int>(std::clamp<int64_t>(OBc - o0, 0, kg::MR));
-          for (int64_t c = 0; c < Cg; ++c)
-            kw::f32_wino_f4x3_ftrans6__avx2_fma(
-                wl.base + g * wl.group + (ob + o0) * wl.out + c * wl.in, wl.out, wl.tap, n,
-                U + g * pl.OBp * Cg + o0 * Cg + c * kg::MR, G * pl.OBp * Cg);
-        }
-      });
+// The threads of one parallel region wait here for each other (generation counting; spins,
+// then yields the CPU).
+class Barrier {
+ public:
+  void wait(int n) {
+    if (n <= 1) return;
+    const int gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.store(gen + 1, std::memory_order_release);
+      return;
     }
-    const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
-    base::parallel_run(nt, [&](int tid, int n_threads) {
-      float* rowbuf = per + tid * pl.per_thread;  // 6 rows of wpad
-      float* V = rowbuf + 6 * pl.wpad;            // [xi]: cc x S16 in NR-column panels
-      float* M = V + 36 * pl.CC * pl.S16;         // [xi]: OBc x S16
-      alignas(32) float out[4][32];
-      const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t g = t / (p.N * phases * blocks), n = (t / (phases * blocks)) % p.N;
-        const int64_t ph = (t / blocks) % phases, a = ph / d, bph = ph % d;
-        const int64_t Ho_a = (p.Ho - a + d - 1) / d, Wo_b = (p.Wo - bph + d - 1) / d;
-        const int64_t th_a = (Ho_a + 3) / 4, tw_a = (Wo_b + 3) / 4;
-        const int64_t ty0 = (t % blocks) * pl.R;
-        if (ty0 >= th_a || tw_a == 0) continue;  // a smaller phase has fewer tile rows
-        const int64_t rows = std::min(pl.R, th_a - ty0), tw8 = kg::round_up(tw_a, 8);
-        const float* xg = x + (n * p.C + g * Cg) * p.H * p.W;
-        const int64_t used = kg::round_up(rows * tw8, kg::NR);
-        for (int64_t c0 = 0; c0 < Cg; c0 += pl.CC) {
-          const int64_t cc = std::min(pl.CC, Cg - c0);
-          // Input transform of channels c0 .. c0+cc: V[xi][c - c0][slot], slot = rr * tw8 + tx.
-          for (int64_t c = c0; c < c0 + cc; ++c)
-            for (int64_t rr = 0; rr < rows; ++rr) {
-              const int64_t i0 = 4 * (ty0 + rr);  // first phase row of the tile row
-              const float* rp[6];
-              for (int r = 0; r < 6; ++r) {
-                float* dst = rowbuf + r * pl.wpad;
-                const int64_t ih = a - p.pad_t + d * (i0 + r);
-                if (ih >= 0 && ih < p.H && d > 1) {
-                  // dst[j] = x[ih][b - pad_l + d j] inside the row, 0 outside.
-                  const float* src = xg + (c * p.H + ih) * p.W;
-                  for (int64_t j = 0; j < pl.wpad; ++j) {
-                    const int64_t iw = bph - p.pad_l + d * j;
-                    dst[j] = iw >= 0 && iw < p.W ? src[iw] : 0.f;
-                  }
-                } else if (ih >= 0 && ih < p.H) {
-                  // dst[j] = x[ih][j - pad_l] inside the row, 0 in the padding around it.
-                  const int64_t j0 = std::clamp<int64_t>(p.pad_l, 0, pl.wpad);
-                  const int64_t j1 = std::clamp<int64_t>(p.W + p.pad_l, j0, pl.wpad);
-                  const float* src = xg + (c * p.H + ih) * p.W - p.pad_l;
-                  std::fill(dst, dst + j0, 0.f);
-                  std::copy(src + j0, src + j1, dst + j0);
-                  std::fill(dst + j1, dst + pl.wpad, 0.f);
-                } else {
-                  std::fill(dst, dst + pl.wpad, 0.f);
-                }
-                rp[r] = dst;
-              }
-              for (int64_t tx = 0; tx < tw8; tx += 8) {
-                const float* rows8[6];
-                for (int r = 0; r < 6; ++r) rows8[r] = rp[r] + 4 * tx;
-                const int64_t s = rr * tw8 + tx;
-                kw::f32_wino_f4x3_itrans8__avx2_fma(
-                    rows8, V + (s / kg::NR) * cc * kg::NR + (c - c0) * kg::NR + s % kg::NR,
-                    cc * pl.S16);
-              }
-            }
-          // 36 GEMMs: M[xi] (+)= U[xi](:, c0 .. c0+cc) . V[xi] over the slots in use.
-          for (int xi = 0; xi < 36; ++xi) {
-            const float* Ux = U + (xi * G + g) * pl.OBp * Cg;
-            const float* Vx = V + xi * cc * pl.S16;
-            float* Mx = M + xi * pl.OBp * pl.S16;
-            for (int64_t sp = 0; sp < used; sp += kg::NR)
-              for (int64_t r = 0; r < OBc; r += kg::MR)
-                for (int64_t k0 = 0; k0 < cc; k0 += kg::KC)
-                  kg::f32_gemm_6x16__avx2_fma(
-                      std::min(kg::KC, cc - k0), Ux + r * Cg + (c0 + k0) * kg::MR,
-                      Vx + sp * cc + k0 * kg::NR, Mx + r * pl.S16 + sp, pl.S16,
-                      std::min(kg::MR, OBc - r), kg::NR, c0 + k0 > 0);
-          }
-        }
-        // Output transform, 8 tiles at a time, clipped to the output.
-        for (int64_t r = 0; r < OBc; ++r) {
-          const int64_t o = g * Og + ob + r;
-          const float bias = b ? b[o] : 0.f;
-          float* yo = y + (n * p.O + o) * p.Ho * p.Wo;
-          for (int64_t rr = 0; rr < rows; ++rr)
-            for (int64_t tx = 0; tx < tw8; tx += 8) {
-              kw::f32_wino_f4x3_otrans8__avx2_fma(M + r * pl.S16 + rr * tw8 + tx, pl.OBp * pl.S16,
-                                                  bias, &out[0][0], 32);
-              const int64_t i0 = 4 * (ty0 + rr), j0 = 4 * tx;  // phase coordinates
-              const int64_t nh = std::min<int64_t>(4, Ho_a - i0);
-              const int64_t nw = std::min<int64_t>(32, Wo_b - j0);
-              for (int64_t i = 0; i < nh; ++i) {
-                float* yr = yo + (a + d * (i0 + i)) * p.Wo + bph + d * j0;
-                if (d == 1)
-                  std::copy(out[i], out[i] + nw, yr);
-                else
-                  for (int64_t j = 0; j < nw; ++j) yr[d * j] = out[i][j];
-              }
-            }
-        }
-      }
-    });
+    for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins)
+      if (spins > 2000) std::this_thread::yield();
+  }
+
+ private:
+  std::atomic<int> count_{0}, gen_{0};
+};
+
+// Where slot s of a task reads and writes: its tile's window offset, the output offset of its
+// first element (without the channel), and how many of its 4 x 4 outputs lie inside.
+struct Slots {
+  int64_t win[kMaxTB], y[kMaxTB];
+  int8_t nh[kMaxTB], nw[kMaxTB];
+  // Runs of slots in one image and phase (segments): segment k holds tile rows ty0 .. ty1 of
+  // image n, phase (a, b); its window (rows x ld floats at woff) covers input rows ih0 + d r and
+  // columns iw0 + d j.
+  struct Seg {
+    int64_t n, a, b, ty0, ty1, ih0, iw0, rows, woff;
+  };
+  int nseg;
+  Seg seg[kMaxTB];
+};
+
+// Fills the slots of tiles [t0, t0 + ns) of problem p.
+void locate(const ConvParams& p, const Plan& pl, int64_t t0, int64_t ns, Slots& sl) {
+  const Tiles& tl = pl.tl;
+  const int64_t d = tl.d;
+  sl.nseg = 0;
+  Slots::Seg* cur = nullptr;
+  int64_t woff = 0;
+  for (int64_t s = 0; s < ns; ++s) {
+    // Order in an image: phase row a, tile row ty, phase column b, tile column tx (the phases
+    // b of one tile row read the same input rows, so a task reads them together).
+    const int64_t t = t0 + s, n = t / tl.per_image;
+    int64_t r = t % tl.per_image, a = 0, b = 0;
+    for (; r >= tl.count(a, p.Ho) * tl.tw_sum; ++a) r -= tl.count(a, p.Ho) * tl.tw_sum;
+    const int64_t ty = r / tl.tw_sum;
+    r %= tl.tw_sum;
+    for (; r >= tl.count(b, p.Wo); ++b) r -= tl.count(b, p.Wo);
+    const int64_t tx = r;
+    if (!cur || cur->n != n || cur->a != a || cur->b != b) {  // a new segment
+      if (cur) woff += cur->rows * pl.ld;
+      cur = &sl.seg[sl.nseg++];
+      *cur = {n, a, b, ty, ty, a - p.pad_t + d * 4 * ty, b - p.pad_l, 6, woff};
+    }
+    cur->ty1 = ty;
+    cur->rows = 4 * (ty - cur->ty0) + 6;
+    sl.win[s] = woff + 4 * (ty - cur->ty0) * pl.ld + 4 * tx;
+    sl.y[s] = n * p.O * p.Ho * p.Wo + (a + d * 4 * ty) * p.Wo + b + d * 4 * tx;
+    sl.nh[s] = static_cast<int8_t>(std::min<int64_t>(4, tl.len(a, p.Ho) - 4 * ty));
+    sl.nw[s] = static_cast<int8_t>(std::min<int64_t>(4, tl.len(b, p.Wo) - 4 * tx));
   }
 }
 
-bool all_finite(const float* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(v[i])) return false;
-  return true;
+// Prefetches rows r0, r0 + step, ... (nr of them) of a plane of width W, columns [c0, c1)
+// (clipped to [0, W)), for reading or writing.
+template <bool Write>
+void prefetch_rows(const float* plane, int64_t W, int64_t r0, int64_t step, int64_t nr, int64_t c0,
+                   int64_t c1) {
+  c0 = std::max<int64_t>(c0, 0), c1 = std::min(c1, W);
+  if (c0 >= c1) return;
+  for (int64_t r = 0; r < nr; ++r) {
+    const char* lo = reinterpret_cast<const char*>(plane + (r0 + r * step) * W + c0);
+    const char* hi = reinterpret_cast<const char*>(plane + (r0 + r * step) * W + c1);
+    for (const char* q = lo; q < hi + 63; q += 64) __builtin_prefetch(q, Write ? 1 : 0, 3);
+  }
+}
+
+// Runs F(4x4, 3x3) on problem p; false when an input or weight was not finite (y then holds
+// garbage and the caller runs another implementation).
+bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const float* bias,
+              float* y, float* ws, int max_nt, int nthreads) {
+  const Plan pl = plan(p, max_nt);  // the plan the workspace was booked for
+  const int64_t Cg = p.Cg(), Og = p.Og(), G = p.groups, d = pl.tl.d, TB = pl.TB;
+  const int64_t HW = p.H * p.W, HoWo = p.Ho * p.Wo;
+  float* U = ws;  // [xi][g][q]: MR-row panel q of the block, a[c * MR + i]
+  float* per = ws + pl.u_floats;
+  const int64_t units_max = G * pl.tasks * pl.Q;
+  const int nt = static_cast<int>(std::clamp<int64_t>(units_max, 1, nthreads));
+  Barrier barrier;
+  std::atomic<bool> nonfinite{false};
+  base::parallel_run(nt, [&](int tid, int n_threads) {
+    float* V = per + tid * pl.per_thread;                // [xi]: cc x used in NR-column panels
+    float* M = V + base::align_floats(pl.v_floats());    // [o][xi][slot]
+    float* win = M + base::align_floats(pl.m_floats());  // the task's input windows
+    Slots sl;
+    alignas(32) float stage[8][16];
+    bool finite = true;
+    for (int64_t blk = 0; blk < pl.blocks; ++blk) {
+      const int64_t ob = blk * pl.OB, OBc = std::min(pl.OB, Og - ob);
+      const int64_t Qc = (OBc + kg::MR - 1) / kg::MR;  // panels in use
+      // Kernels of this block: U[xi][g] rows 0 .. OBc, one MR-row panel per call.
+      {
+        const auto [q0, q1] = base::split_range(G * Qc, tid, n_threads);
+        for (int64_t gq = q0; gq < q1; ++gq) {
+          const int64_t g = gq / Qc, q = gq % Qc;
+          const int n = static_cast<int>(std::min<int64_t>(kg::MR, OBc - q * kg::MR));
+          finite &= kw::f32_wino_f4x3_ftrans_panel__avx2_fma(
+              wl.base + g * wl.group + (ob + q * kg::MR) * wl.out, wl.out, wl.in, wl.tap, n, Cg,
+              U + (g * pl.Q + q) * kg::MR * Cg, pl.u_xs);
+        }
+      }
+      barrier.wait(n_threads);
+      const auto [u0, u1] = base::split_range(G * pl.tasks * Qc, tid, n_threads);
+      for (int64_t u = u0; u < u1;) {
+        const int64_t g = u / (pl.tasks * Qc), task = (u / Qc) % pl.tasks, qa = u % Qc;
+        const int64_t qb = std::min(Qc, qa + (u1 - u));
+        u += qb - qa;
+        const int64_t t0 = task * TB, ns = std::min(TB, pl.tl.T - t0);
+        const int64_t used = kg::round_up(ns, kg::NR);
+        locate(p, pl, t0, ns, sl);
+        for (int64_t s = ns; s < used; ++s) sl.win[s] = sl.win[ns - 1];  // unused slots
+        for (int64_t c0 = 0; c0 < Cg; c0 += pl.CC) {
+          const int64_t cc = std::min(pl.CC, Cg - c0);
+          const int64_t vxs = cc * used + 16;  // V's xi stride (+16: no cache-set aliasing)
+          // Input transform of channels c0 .. c0+cc: V[xi][slot panel][c - c0][slot % NR].
+          for (int64_t c = c0; c < c0 + cc; ++c) {
+            for (int k = 0; k < sl.nseg; ++k) {
+              const Slots::Seg& sg = sl.seg[k];
+              const float* xc = x + (sg.n * p.C + g * Cg + c) * HW;
+              finite &= kw::f32_wino_window__avx2(xc, p.H, p.W, sg.ih0, sg.iw0, d, sg.rows, pl.ld,
+                                                  win + sg.woff, pl.ld);
+              if (c + 1 < Cg) {  // the next channel's rows, while this one is transformed
+                const int64_t r0 = std::max<int64_t>(0, (-sg.ih0 + d - 1) / d);
+                const int64_t r1 = std::min(sg.rows, (p.H - sg.ih0 + d - 1) / d);
+                if (r0 < r1)
+                  prefetch_rows<false>(xc + HW, p.W, sg.ih0 + d * r0, d, r1 - r0, sg.iw0,
+                                       sg.iw0 + d * pl.ld);
+              }
+            }
+            for (int64_t s = 0; s < used; s += 8) {
+              const float* tp[8];
+              for (int t = 0; t < 8; ++t) tp[t] = win + sl.win[s + t];
+              kw::f32_wino_f4x3_itrans8__avx2_fma(
+                  tp, pl.ld, V + (s / kg::NR) * cc * kg::NR + (c - c0) * kg::NR + s % kg::NR, vxs);
+            }
+          }
+          // 36 GEMMs: M[xi] (+)= U[xi](panels qa .. qb, c0 .. c0+cc) . V[xi].
+          const int64_t ldm = 36 * used;
+          for (int xi = 0; xi < 36; ++xi) {
+            const float* Ux = U + xi * pl.u_xs + g * pl.OBp * Cg;
+            const float* Vx = V + xi * vxs;
+            for (int64_t sp = 0; sp < used; sp += kg::NR)
+              for (int64_t q = qa; q < qb; ++q)
+                for (int64_t k0 = 0; k0 < cc; k0 += kg::KC)
+                  kg::f32_gemm_6x16__avx2_fma(
+                      std::min(kg::KC, cc - k0), Ux + q * kg::MR * Cg + (c0 + k0) * kg::MR,
+                      Vx + sp * cc + k0 * kg::NR, M + (q - qa) * kg::MR * ldm + xi * used + sp, ldm,
+                      std::min(kg::MR, OBc - q * kg::MR), kg::NR, c0 + k0 > 0);
+          }
+        }
+        // Output transform, 8 tiles at a time, clipped to the output.
+        const int64_t r1 = std::min(OBc, qb * kg::MR);
+        for (int64_t r = qa * kg::MR; r < r1; ++r) {
+          const int64_t o = g * Og + ob + r;
+          const float bo = bias ? bias[o] : 0.f;
+          float* yo = y + o * HoWo;
+          const float* Mo = M + (r - qa * kg::MR) * 36 * used;
+          if (r + 1 < r1)  // the next channel's output rows, while this one is written
+            for (int k = 0; k < sl.nseg; ++k) {
+              const Slots::Seg& sg = sl.seg[k];
+              const int64_t nr =
+                  std::min(4 * (sg.ty1 - sg.ty0 + 1), pl.tl.len(sg.a, p.Ho) - 4 * sg.ty0);
+              prefetch_rows<true>(yo + HoWo + sg.n * p.O * HoWo, p.Wo, sg.a + d * 4 * sg.ty0, d, nr,
+                                  0, p.Wo);
+            }
+          for (int64_t s = 0; s < ns; s += 8) {
+            // Whole tiles (dense outputs) go straight to y, others through `stage`.
+            float* dst[8];
+            int64_t dld[8];
+            const int tn = static_cast<int>(std::min<int64_t>(8, ns - s));
+            for (int t = 0; t < 8; ++t) {
+              const bool whole = t < tn && d == 1 && sl.nh[s + t] == 4 && sl.nw[s + t] == 4;
+              dst[t] = whole ? yo + sl.y[s + t] : stage[t];
+              dld[t] = whole ? p.Wo : 4;
+            }
+            kw::f32_wino_f4x3_otrans8__avx2_fma(Mo + s, used, bo, dst, dld);
+            for (int t = 0; t < tn; ++t) {
+              if (dst[t] != stage[t]) continue;
+              float* yt = yo + sl.y[s + t];
+              for (int i = 0; i < sl.nh[s + t]; ++i)
+                for (int j = 0; j < sl.nw[s + t]; ++j) yt[d * (i * p.Wo + j)] = stage[t][4 * i + j];
+            }
+          }
+        }
+      }
+      if (blk + 1 < pl.blocks) barrier.wait(n_threads);  // before U is overwritten
+    }
+    if (!finite) nonfinite.store(true, std::memory_order_relaxed);
+  });
+  return !nonfinite.load(std::memory_order_relaxed);
 }
 
 void note_fallback(const char* pass) {
@@ -259,14 +394,12 @@ std::size_t fwd_ws(const ConvParams& p, int nt) {
 }
 
 void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
-  if (!all_finite(a.w, p.O * p.Cg() * 9) || !all_finite(a.x, p.N * p.C * p.H * p.W)) {
-    note_fallback("fwd");
-    gemm_fwd_avx2.run(p, a, ws, max_nt);
-    return;
-  }
   const int64_t Cg = p.Cg(), Og = p.Og();
   const WeightLayout wl{a.w, Og * Cg * 9, Cg * 9, 9, 1};
-  wino_run(p, a.x, wl, a.b, a.y, ws, max_nt, base::threads_for(p.flops(), max_nt));
+  if (!wino_run(p, a.x, wl, a.b, a.y, ws, max_nt, base::threads_for(p.flops(), max_nt))) {
+    note_fallback("fwd");
+    gemm_fwd_avx2.run(p, a, ws, max_nt);
+  }
 }
 
 // ---- backward data: the forward of gy with w'[c][o] = flip(w[o][c]), padding 2 d - pad
@@ -290,17 +423,15 @@ std::size_t bwd_data_ws(const ConvParams& p, int nt) {
 }
 
 void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
-  if (!all_finite(a.w, p.O * p.Cg() * 9) || !all_finite(a.gy, p.N * p.O * p.Ho * p.Wo)) {
-    note_fallback("bwd_data");
-    gemm_bwd_data_avx2.run(p, a, ws, max_nt);
-    return;
-  }
   const int64_t Cg = p.Cg(), Og = p.Og();
   // Problem q: input gy (channels O), output gx (channels C); q's (o, c) are p's (c, o), and
   // q's tap t is p's tap 8 - t (the kernel flipped).
   const WeightLayout wl{a.w + 8, Og * Cg * 9, 9, Cg * 9, -1};
-  wino_run(transposed3(p), a.gy, wl, nullptr, a.gx, ws, max_nt,
-           base::threads_for(p.flops(), max_nt));
+  if (!wino_run(transposed3(p), a.gy, wl, nullptr, a.gx, ws, max_nt,
+                base::threads_for(p.flops(), max_nt))) {
+    note_fallback("bwd_data");
+    gemm_bwd_data_avx2.run(p, a, ws, max_nt);
+  }
 }
 
 }  // namespace

@@ -48,6 +48,8 @@ TEST(ConvDeterminism, OneAndTwoThreadsGiveIdenticalBits) {
       make(3, 64, 14, 14, 40, 1, 1),               // 1x1
       make(2, 48, 30, 30, 48, 3, 3, 1, 1, 1, 48),  // depthwise
       make(1, 1, 300, 300, 1, 3, 3, 1, 1),         // single channel
+      make(1, 96, 8, 8, 96, 3, 3, 1, 1),           // Winograd channel blocks
+      make(3, 32, 17, 15, 24, 3, 3, 1, 3, 3),      // Winograd, dilation 3, tasks across images
   };
   std::mt19937 rng(99);
   int compared = 0;

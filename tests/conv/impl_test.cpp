@@ -148,6 +148,43 @@ TEST(ConvImpl, RandomShapesEveryImplMatchesNaive) {
   }
 }
 
+// Shapes for the Winograd blocking (tasks of consecutive tiles through rows, phases and images;
+// output-channel blocks; K chunks): each must run winograd_f4x3_avx2 forward and backward-data.
+TEST(ConvImpl, WinogradBlockingEdgeShapesMatchNaive) {
+  if (!base::use_avx2()) GTEST_SKIP() << "needs AVX2";
+  using testing::make;
+  std::vector<ConvParams> shapes = {
+      make(1, 16, 9, 13, 16, 3, 3, 1, 1),       // N = 1, W, H not multiples of 4: tasks span rows
+      make(3, 16, 7, 5, 17, 3, 3, 1, 0),        // 3x1 tiles: tasks span images; 17 = 2 MR + 5
+      make(2, 24, 11, 10, 20, 3, 3, 1, 2, 2),   // dilation 2, phases of unequal sizes
+      make(2, 16, 14, 17, 18, 3, 3, 1, 3, 3),   // dilation 3
+      make(1, 16, 5, 6, 16, 3, 3, 1, 2, 3),     // dilation 3, outputs fewer than the phases
+      make(1, 300, 24, 23, 16, 3, 3, 1, 1),     // many channels: the K sum in chunks
+      make(1, 96, 8, 8, 96, 3, 3, 1, 1),        // channel blocks (the workspace budget)
+      make(2, 32, 9, 9, 48, 3, 3, 1, 1, 1, 2),  // groups
+      make(1, 16, 33, 3, 16, 3, 3, 1, 1),       // one tile column
+  };
+  ConvParams four = make(2, 16, 10, 13, 16, 3, 3);
+  four.pad_t = 0, four.pad_b = 2, four.pad_l = 2, four.pad_r = 1;
+  testing::finish(four);
+  shapes.push_back(four);
+  // Padding wider than the kernel's extent leaves outputs with no input at all, which must be
+  // exact zeros (the transforms would leave rounding noise there): not Winograd's.
+  four.pad_r = 3;
+  testing::finish(four);
+  EXPECT_NE(conv::find_impl(Pass::Fwd, "winograd_f4x3_avx2")->why_not(four), nullptr);
+  uint32_t seed = 300;
+  for (const auto& p : shapes) {
+    for (Pass pass : {Pass::Fwd, Pass::BwdData}) {
+      const Impl* wino = conv::find_impl(pass, "winograd_f4x3_avx2");
+      ASSERT_NE(wino, nullptr);
+      EXPECT_EQ(wino->why_not(p), nullptr) << conv::pass_name(pass) << " " << str(p);
+    }
+    EXPECT_GT(check_all(p, seed, seed % 2 == 0), 0);
+    ++seed;
+  }
+}
+
 // The same shapes through the portable fallbacks (as on a machine without AVX2).
 TEST(ConvImpl, PortableFallbacksMatchNaive) {
   base::set_isa_limit(base::Isa::Generic);

@@ -4,26 +4,38 @@
 //   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
 //   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
 // Position xi = 6 * row + column of the 6x6 transformed tile.
+//
+// The kernels that read data report whether everything they read was finite (a non-finite value
+// would leak through the transforms into a whole tile: Inf - Inf = NaN), so the caller can fall
+// back to a direct method without a separate pass over the data.
 #pragma once
 #include <cstdint>
 
 namespace convkit::kernels::winograd {
 
-// Filter transform u = G g G^T of up to 6 3x3 kernels at once (one MR-row panel): kernel i < n has
-// tap t (= 3 kh + kw) at
-// g[i * lane_stride + t * tap_stride]; writes u_i[xi] to dst[xi * xi_stride + i] for i < 6
-// (zeros for i >= n).
-void f32_wino_f4x3_ftrans6__avx2_fma(const float* g, int64_t lane_stride, int64_t tap_stride, int n,
-                                     float* dst, int64_t xi_stride);
+// Filter transform u = G g G^T of one MR-row panel (6 kernels) over nc input channels: kernel
+// i < n, channel c has tap t (= 3 kh + kw) at g[i * lane_stride + c * in_stride + t * tap_stride].
+// Writes u_i,c[xi] to dst[xi * xi_stride + c * 6 + i] for i < 6 (zeros for i >= n), touching
+// only dst[xi * xi_stride + 0 .. 6 nc). Returns false when a read tap was not finite.
+bool f32_wino_f4x3_ftrans_panel__avx2_fma(const float* g, int64_t lane_stride, int64_t in_stride,
+                                          int64_t tap_stride, int n, int64_t nc, float* dst,
+                                          int64_t xi_stride);
 
-// Input transform of 8 horizontally adjacent tiles. rows[r] (r < 6) points at input row r of the
-// tiles at tile 0's first column; tile t reads rows[r][4t .. 4t+6), and 40 floats of each row must
-// be readable. Writes V[xi][t] to v[xi * vstride + t], t < 8.
-void f32_wino_f4x3_itrans8__avx2_fma(const float* const rows[6], float* v, int64_t vstride);
+// Zero-padded window of one input plane x (H x W): dst[r * ld + j] = x[ih0 + d r][iw0 + d j]
+// where that lies inside the plane, else 0, for r < rows, j < cols (cols a multiple of 8, dst
+// 32-byte aligned, ld a multiple of 8). Returns false when a copied value was not finite.
+bool f32_wino_window__avx2(const float* x, int64_t H, int64_t W, int64_t ih0, int64_t iw0,
+                           int64_t d, int64_t rows, int64_t cols, float* dst, int64_t ld);
 
-// Output transform of 8 tiles: M[xi][t] = m[xi * mstride + t]. Writes out[i * ostride + 4t + j]
-// = (A^T M A)[i][j] + bias for i, j < 4, t < 8 (4 rows of 32 floats).
-void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias, float* out,
-                                     int64_t ostride);
+// Input transform of 8 tiles anywhere: tile t's input (r, j) is tile[t][r * ld + j] for r, j < 6;
+// 8 floats of each row must be readable. Writes V[xi][t] = (B^T d_t B)[xi] to
+// v[xi * vstride + t], t < 8.
+void f32_wino_f4x3_itrans8__avx2_fma(const float* const tile[8], int64_t ld, float* v,
+                                     int64_t vstride);
+
+// Output transform of 8 tiles: M[xi][t] = m[xi * mstride + t]. Writes dst[t][i * ld[t] + j] =
+// (A^T M A)[i][j] + bias for i, j < 4, t < 8.
+void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias,
+                                     float* const dst[8], const int64_t ld[8]);
 
 }  // namespace convkit::kernels::winograd

@@ -1,5 +1,8 @@
-// Winograd F(4x4, 3x3) input and output transforms, 8 tiles per call in the 8 lanes of a ymm.
+// Winograd F(4x4, 3x3) filter, input and output transforms (8 tiles or 6 kernels per call in
+// the lanes of a ymm) and the zero-padded input windows the input transform reads.
 #include <immintrin.h>
+
+#include <algorithm>
 
 #include "kernels/winograd/winograd.h"
 
@@ -34,32 +37,28 @@ inline void at4(const __m256 m[6], __m256 o[4]) {
   o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.f), d34, d12), m[5]);
 }
 
-// From 40 floats x[0 .. 40): q[c][t] = x[4t + c] for c < 6, t < 8.
-inline void deinterleave(const float* x, __m256 q[6]) {
-  // 8 groups of 4: rows of a 8x4 matrix; transpose to 4 vectors of 8.
-  const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-  const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-  // Lane halves: v0 = g0 | g1, v1 = g2 | g3, v2 = g4 | g5, v3 = g6 | g7.
-  const __m256 a = _mm256_permute2f128_ps(v0, v2, 0x20);  // g0 | g4
-  const __m256 b = _mm256_permute2f128_ps(v0, v2, 0x31);  // g1 | g5
-  const __m256 c = _mm256_permute2f128_ps(v1, v3, 0x20);  // g2 | g6
-  const __m256 d = _mm256_permute2f128_ps(v1, v3, 0x31);  // g3 | g7
-  // 4x4 transposes inside each 128-bit half: groups (a, b, c, d) -> columns, order g0 g1 g2 g3.
-  const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
-  const __m256 t2 = _mm256_unpacklo_ps(c, d), t3 = _mm256_unpackhi_ps(c, d);
-  // Lane order after this: [g0 g1 g2 g3 | g4 g5 g6 g7] per column.
-  q[0] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
-  q[1] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
-  q[2] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
-  q[3] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
-  // Columns 4 and 5 are columns 0 and 1 of the next tile: shift by one lane, pull in x[32], x[33].
-  const __m256i next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
-  q[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(q[0], next), _mm256_broadcast_ss(x + 32), 0x80);
-  q[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(q[1], next), _mm256_broadcast_ss(x + 33), 0x80);
+// out[c] lane r = in[r] lane c (an 8x8 transpose).
+inline void transpose8(const __m256 in[8], __m256 out[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(in[0], in[1]), t1 = _mm256_unpackhi_ps(in[0], in[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(in[2], in[3]), t3 = _mm256_unpackhi_ps(in[2], in[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(in[4], in[5]), t5 = _mm256_unpackhi_ps(in[4], in[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(in[6], in[7]), t7 = _mm256_unpackhi_ps(in[6], in[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  out[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  out[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  out[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  out[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  out[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  out[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  out[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  out[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-// Inverse of the first half of deinterleave: out[4t + j] = o[j][t], j < 4, t < 8.
-inline void interleave(const __m256 o[4], float* out) {
+// dst[t][j] = o[j][t], j < 4, t < 8 (one row of each of 8 tiles).
+inline void store_rows(const __m256 o[4], float* const dst[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(o[0], o[1]), t1 = _mm256_unpackhi_ps(o[0], o[1]);
   const __m256 t2 = _mm256_unpacklo_ps(o[2], o[3]), t3 = _mm256_unpackhi_ps(o[2], o[3]);
   const __m256 a = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
@@ -67,26 +66,31 @@ inline void interleave(const __m256 o[4], float* out) {
   const __m256 c = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
   const __m256 d = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
   // a = tile0 | tile4, b = tile1 | tile5, c = tile2 | tile6, d = tile3 | tile7 (4 floats each).
-  _mm256_storeu_ps(out, _mm256_permute2f128_ps(a, b, 0x20));
-  _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(c, d, 0x20));
-  _mm256_storeu_ps(out + 16, _mm256_permute2f128_ps(a, b, 0x31));
-  _mm256_storeu_ps(out + 24, _mm256_permute2f128_ps(c, d, 0x31));
+  _mm_storeu_ps(dst[0], _mm256_castps256_ps128(a));
+  _mm_storeu_ps(dst[1], _mm256_castps256_ps128(b));
+  _mm_storeu_ps(dst[2], _mm256_castps256_ps128(c));
+  _mm_storeu_ps(dst[3], _mm256_castps256_ps128(d));
+  _mm_storeu_ps(dst[4], _mm256_extractf128_ps(a, 1));
+  _mm_storeu_ps(dst[5], _mm256_extractf128_ps(b, 1));
+  _mm_storeu_ps(dst[6], _mm256_extractf128_ps(c, 1));
+  _mm_storeu_ps(dst[7], _mm256_extractf128_ps(d, 1));
 }
 
 }  // namespace
 
-void f32_wino_f4x3_ftrans6__avx2_fma(const float* g, int64_t lane_stride, int64_t tap_stride, int n,
-                                     float* dst, int64_t xi_stride) {
-  // gv[t] lane i = tap t of kernel i.
-  alignas(32) float lanes[9][8] = {};
-  for (int i = 0; i < n; ++i)
-    for (int t = 0; t < 9; ++t) lanes[t][i] = g[i * lane_stride + t * tap_stride];
-  __m256 gv[9];
-  for (int t = 0; t < 9; ++t) gv[t] = _mm256_load_ps(lanes[t]);
+bool f32_wino_f4x3_ftrans_panel__avx2_fma(const float* g, int64_t lane_stride, int64_t in_stride,
+                                          int64_t tap_stride, int n, int64_t nc, float* dst,
+                                          int64_t xi_stride) {
+  // Lanes i >= n read kernel 0 (valid memory) and are zeroed before the stores.
+  int64_t lane[6];
+  for (int i = 0; i < 6; ++i) lane[i] = (i < n ? i : 0) * lane_stride;
+  const __m256 keep = _mm256_castsi256_ps(
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
   const __m256 q = _mm256_set1_ps(0.25f), m6 = _mm256_set1_ps(-1.f / 6.f);
   const __m256 c24 = _mm256_set1_ps(1.f / 24.f), c12 = _mm256_set1_ps(1.f / 12.f),
                c6 = _mm256_set1_ps(1.f / 6.f);
-  // s (6) = G v (3), lane-wise; the same expressions as f32_wino_f4x3_ftrans.
+  __m256 acc = _mm256_setzero_ps();  // NaN once a tap is not finite (acc |= tap * 0)
+  // s (6) = G (a, b, c)^T, lane-wise.
   auto gt = [&](__m256 a, __m256 b, __m256 c, __m256* s) {
     s[0] = _mm256_mul_ps(a, q);
     s[1] = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(a, b), c), m6);
@@ -97,25 +101,175 @@ void f32_wino_f4x3_ftrans6__avx2_fma(const float* g, int64_t lane_stride, int64_
                          _mm256_mul_ps(c, c6));
     s[5] = c;
   };
-  __m256 t6[6][3];  // G g
-  for (int j = 0; j < 3; ++j) {
-    __m256 s6[6];
-    gt(gv[j], gv[3 + j], gv[6 + j], s6);
-    for (int i = 0; i < 6; ++i) t6[i][j] = s6[i];
+  const __m256i rev = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  for (int64_t c = 0; c < nc; ++c) {
+    const float* gc = g + c * in_stride;
+    __m256 gv[9];  // gv[t] lane i = tap t of kernel i
+    if (tap_stride == 1 || tap_stride == -1) {
+      // Each kernel's 9 taps are contiguous: taps 0..7 in one load, then an 8x8 transpose.
+      __m256 k8[8];
+      float t8[6];
+      for (int i = 0; i < 6; ++i) {
+        const float* gi = gc + lane[i];
+        if (tap_stride == 1) {
+          k8[i] = _mm256_loadu_ps(gi);
+        } else {
+          k8[i] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(gi - 7), rev);
+        }
+        t8[i] = gi[8 * tap_stride];
+      }
+      k8[6] = k8[7] = _mm256_setzero_ps();
+      transpose8(k8, gv);
+      gv[8] = _mm256_setr_ps(t8[0], t8[1], t8[2], t8[3], t8[4], t8[5], 0.f, 0.f);
+    } else {
+      for (int t = 0; t < 9; ++t) {
+        const float* gt0 = gc + t * tap_stride;
+        gv[t] = _mm256_setr_ps(gt0[lane[0]], gt0[lane[1]], gt0[lane[2]], gt0[lane[3]], gt0[lane[4]],
+                               gt0[lane[5]], 0.f, 0.f);
+      }
+    }
+    for (int t = 0; t < 9; ++t) acc = _mm256_or_ps(acc, _mm256_mul_ps(gv[t], _mm256_setzero_ps()));
+    __m256 t6[6][3];  // G g
+    for (int j = 0; j < 3; ++j) {
+      __m256 s6[6];
+      gt(gv[j], gv[3 + j], gv[6 + j], s6);
+      for (int i = 0; i < 6; ++i) t6[i][j] = s6[i];
+    }
+    float* dc = dst + c * 6;
+    const bool last = c + 1 == nc;
+    for (int i = 0; i < 6; ++i) {
+      __m256 u[6];
+      gt(t6[i][0], t6[i][1], t6[i][2], u);
+      for (int k = 0; k < 6; ++k) {
+        const __m256 v = _mm256_and_ps(u[k], keep);
+        float* o = dc + (6 * i + k) * xi_stride;
+        if (!last) {
+          _mm256_storeu_ps(o, v);  // lanes 6, 7 land on channel c + 1, written next
+        } else {
+          _mm_storeu_ps(o, _mm256_castps256_ps128(v));
+          _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), _mm256_extractf128_ps(v, 1));
+        }
+      }
+    }
   }
-  const __m256i mask = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
-  for (int i = 0; i < 6; ++i) {
-    __m256 u[6];
-    gt(t6[i][0], t6[i][1], t6[i][2], u);
-    for (int k = 0; k < 6; ++k) _mm256_maskstore_ps(dst + (6 * i + k) * xi_stride, mask, u[k]);
-  }
+  return _mm256_movemask_ps(_mm256_cmp_ps(acc, acc, _CMP_UNORD_Q)) == 0;
 }
 
-void f32_wino_f4x3_itrans8__avx2_fma(const float* const rows[6], float* v, int64_t vstride) {
+namespace {
+
+// The rows of a window: zero chunks, at most one partial chunk (lanes in [j0, j1) only), full
+// chunks, a partial chunk, zero chunks. full(iw) and part(iw, mask) load 8 window columns whose
+// first reads input column iw. Non-finite values turn `acc` into NaN (acc |= v * 0: the bits of
+// +-0 or of a NaN).
+template <typename Full, typename Part>
+__m256 window_rows(const float* x, int64_t H, int64_t W, int64_t ih0, int64_t iw0, int64_t d,
+                   int64_t rows, int64_t cols, float* dst, int64_t ld, int64_t j0, int64_t j1,
+                   Full full, Part part) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 acc = zero;
+  const int64_t kz0 = j0 / 8, kf0 = (j0 + 7) / 8, kf1 = std::max(kf0, j1 / 8);
+  const int64_t ke = (j1 + 7) / 8, kn = cols / 8;
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  auto mask = [&](int64_t k) {  // lanes of chunk k inside [j0, j1)
+    const __m256i jj = _mm256_add_epi32(lanes, _mm256_set1_epi32(static_cast<int>(8 * k)));
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(j0)), jj),
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(j1)), jj));
+  };
+  const __m256i ml = mask(kz0), mr = mask(kf1);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t ih = ih0 + d * r;
+    float* o = dst + r * ld;
+    if (ih < 0 || ih >= H || j0 == j1) {
+      for (int64_t k = 0; k < kn; ++k) _mm256_store_ps(o + 8 * k, zero);
+      continue;
+    }
+    const float* row = x + ih * W;
+    int64_t k = 0;
+    for (; k < kz0; ++k) _mm256_store_ps(o + 8 * k, zero);
+    for (; k < kf0; ++k) {
+      const __m256 v = part(row, iw0 + d * 8 * k, ml);
+      acc = _mm256_or_ps(acc, _mm256_mul_ps(v, zero));
+      _mm256_store_ps(o + 8 * k, v);
+    }
+    for (; k < kf1; ++k) {
+      const __m256 v = full(row, iw0 + d * 8 * k);
+      acc = _mm256_or_ps(acc, _mm256_mul_ps(v, zero));
+      _mm256_store_ps(o + 8 * k, v);
+    }
+    for (; k < ke; ++k) {
+      const __m256 v = part(row, iw0 + d * 8 * k, mr);
+      acc = _mm256_or_ps(acc, _mm256_mul_ps(v, zero));
+      _mm256_store_ps(o + 8 * k, v);
+    }
+    for (; k < kn; ++k) _mm256_store_ps(o + 8 * k, zero);
+  }
+  return acc;
+}
+
+}  // namespace
+
+bool f32_wino_window__avx2(const float* x, int64_t H, int64_t W, int64_t ih0, int64_t iw0,
+                           int64_t d, int64_t rows, int64_t cols, float* dst, int64_t ld) {
+  // Columns j0 <= j < j1 read inside the row: 0 <= iw0 + d j < W.
+  const int64_t j0 = std::min(cols, iw0 >= 0 ? 0 : (-iw0 + d - 1) / d);
+  const int64_t j1 = std::clamp<int64_t>(W - iw0 <= 0 ? 0 : (W - iw0 + d - 1) / d, j0, cols);
+  const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32(static_cast<int>(d)));
+  // Masked-off lanes are never read (maskload, masked gather).
+  auto gather_part = [&](const float* row, int64_t iw, __m256i m) {
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), row + iw, step, _mm256_castsi256_ps(m), 4);
+  };
+  __m256 acc;
+  if (d == 1) {
+    acc = window_rows(
+        x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1,
+        [](const float* row, int64_t iw) { return _mm256_loadu_ps(row + iw); },
+        [](const float* row, int64_t iw, __m256i m) { return _mm256_maskload_ps(row + iw, m); });
+  } else if (d == 2) {
+    acc = window_rows(
+        x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1,
+        [&](const float* row, int64_t iw) {
+          if (iw + 16 > W) return _mm256_i32gather_ps(row + iw, step, 4);
+          // The even floats of 16.
+          const __m256 e =
+              _mm256_shuffle_ps(_mm256_loadu_ps(row + iw), _mm256_loadu_ps(row + iw + 8), 0x88);
+          return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+        },
+        gather_part);
+  } else {
+    acc = window_rows(
+        x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1,
+        [&](const float* row, int64_t iw) { return _mm256_i32gather_ps(row + iw, step, 4); },
+        gather_part);
+  }
+  return _mm256_movemask_ps(_mm256_cmp_ps(acc, acc, _CMP_UNORD_Q)) == 0;
+}
+
+void f32_wino_f4x3_itrans8__avx2_fma(const float* const tile[8], int64_t ld, float* v,
+                                     int64_t vstride) {
   __m256 t[6][6];  // t[r][xc]: row r after the column transform
   for (int r = 0; r < 6; ++r) {
+    const int64_t off = r * ld;
+    // lo[k] = tile k's columns 0..3 | tile k+4's; hi[k] the same for columns 4..7.
+    __m256 lo[4], hi[4];
+    for (int k = 0; k < 4; ++k) {
+      const float* a = tile[k] + off;
+      const float* b = tile[k + 4] + off;
+      lo[k] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
+      hi[k] =
+          _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 4)), _mm_loadu_ps(b + 4), 1);
+    }
+    // 4x4 transposes inside each 128-bit half: q[c] lane t = column c of tile t.
+    const __m256 a01 = _mm256_unpacklo_ps(lo[0], lo[1]), b01 = _mm256_unpackhi_ps(lo[0], lo[1]);
+    const __m256 a23 = _mm256_unpacklo_ps(lo[2], lo[3]), b23 = _mm256_unpackhi_ps(lo[2], lo[3]);
+    const __m256 e01 = _mm256_unpacklo_ps(hi[0], hi[1]), e23 = _mm256_unpacklo_ps(hi[2], hi[3]);
     __m256 q[6];
-    deinterleave(rows[r], q);
+    q[0] = _mm256_shuffle_ps(a01, a23, 0x44);
+    q[1] = _mm256_shuffle_ps(a01, a23, 0xEE);
+    q[2] = _mm256_shuffle_ps(b01, b23, 0x44);
+    q[3] = _mm256_shuffle_ps(b01, b23, 0xEE);
+    q[4] = _mm256_shuffle_ps(e01, e23, 0x44);
+    q[5] = _mm256_shuffle_ps(e01, e23, 0xEE);
     bt6(q, t[r]);
   }
   for (int c = 0; c < 6; ++c) {
@@ -126,8 +280,8 @@ void f32_wino_f4x3_itrans8__avx2_fma(const float* const rows[6], float* v, int64
   }
 }
 
-void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias, float* out,
-                                     int64_t ostride) {
+void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias,
+                                     float* const dst[8], const int64_t ld[8]) {
   __m256 t[4][6];  // t[i][xc] = (A^T M)[i][xc]
   for (int c = 0; c < 6; ++c) {
     __m256 col[6];
@@ -141,7 +295,9 @@ void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias
     __m256 o[4];
     at4(t[i], o);
     for (int j = 0; j < 4; ++j) o[j] = _mm256_add_ps(o[j], vb);
-    interleave(o, out + i * ostride);
+    float* row[8];
+    for (int k = 0; k < 8; ++k) row[k] = dst[k] + i * ld[k];
+    store_rows(o, row);
   }
 }
 
