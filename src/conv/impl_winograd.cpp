@@ -57,7 +57,7 @@ double budget_floats(const ConvParams& p) {
 
 // Slots per task: one NR-column panel. Larger tasks reuse each U panel on more columns, but their
 // V and M (36 x (Cg + OB) x TB floats) no longer stay in L2 (measured slower on Zen 3).
-constexpr int64_t kTB = kg::NR, kMaxTB = kTB;
+constexpr int64_t kTB = kg::NR;
 
 // Tiles of problem p. Dilation d splits the output into d x d phases: phase (a, b) holds the
 // outputs (a + d i, b + d j), Ho_a x Wo_b of them, a dense 3x3 problem on input rows a - pad_t +
@@ -105,11 +105,11 @@ Plan plan(const ConvParams& p, int nt) {
   const int64_t Cg = p.Cg(), Og = p.Og();
   pl.tl = tile_grid(p);
   const Tiles& tl = pl.tl;
-  pl.TB = std::min(kTB, kg::round_up(std::max<int64_t>(tl.T, 1), kg::NR));
+  pl.TB = kTB;
   pl.tasks = (tl.T + pl.TB - 1) / pl.TB;
   // V of one chunk (36 x CC x TB) within about 256 KiB of L2.
   const int64_t vmax = 64 * 1024;
-  const int64_t chunks = std::max<int64_t>(1, (36 * Cg * pl.TB + vmax - 1) / vmax);
+  const int64_t chunks = std::max((36 * Cg * pl.TB + vmax - 1) / vmax, (Cg + kg::KC - 1) / kg::KC);
   pl.CC = (Cg + chunks - 1) / chunks;
   // Windows: TB consecutive tiles touch at most `touched` tile rows; a run of r of them in one
   // image and phase needs 4 r + 2 input rows.
@@ -122,7 +122,7 @@ Plan plan(const ConvParams& p, int nt) {
     pl.u_xs = base::align_floats(p.groups * pl.OBp * Cg) + 16;
     pl.u_floats = 36 * pl.u_xs;
     pl.per_thread = base::align_floats(pl.v_floats()) + base::align_floats(pl.m_floats()) +
-                    base::align_floats(pl.win_floats);
+                    base::align_floats(pl.win_floats) + base::align_floats(8 * 16 * tl.d);
   };
   size(Og);
   const double budget = budget_floats(p);
@@ -192,8 +192,8 @@ class Barrier {
 // Where slot s of a task reads and writes: its tile's window offset, the output offset of its
 // first element (without the channel), and how many of its 4 x 4 outputs lie inside.
 struct Slots {
-  int64_t win[kMaxTB], y[kMaxTB];
-  int8_t nh[kMaxTB], nw[kMaxTB];
+  int64_t win[kTB], y[kTB];
+  int8_t nh[kTB], nw[kTB];
   // Runs of slots in one image and phase (segments): segment k holds tile rows ty0 .. ty1 of
   // image n, phase (a, b); its window (rows x ld floats at woff) covers input rows ih0 + d r and
   // columns iw0 + d j.
@@ -201,7 +201,7 @@ struct Slots {
     int64_t n, a, b, ty0, ty1, ih0, iw0, rows, woff;
   };
   int nseg;
-  Seg seg[kMaxTB];
+  Seg seg[kTB];
 };
 
 // Fills the slots of tiles [t0, t0 + ns) of problem p.
@@ -267,7 +267,9 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
     float* M = V + base::align_floats(pl.v_floats());    // [o][xi][slot]
     float* win = M + base::align_floats(pl.m_floats());  // the task's input windows
     Slots sl;
-    alignas(32) float stage[8][16];
+    float* stage = win + base::align_floats(pl.win_floats);  // 8 tiles of 4 x 4 at stride d
+    float* out_at[kTB];
+    int64_t out_step[kTB], out_ld[kTB];
     bool finite = true;
     for (int64_t blk = 0; blk < pl.blocks; ++blk) {
       const int64_t ob = blk * pl.OB, OBc = std::min(pl.OB, Og - ob);
@@ -290,7 +292,7 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
         const int64_t qb = std::min(Qc, qa + (u1 - u));
         u += qb - qa;
         const int64_t t0 = task * TB, ns = std::min(TB, pl.tl.T - t0);
-        const int64_t used = kg::round_up(ns, kg::NR);
+        const int64_t used = kTB;  // slots ns .. used hold garbage
         locate(p, pl, t0, ns, sl);
         for (int64_t s = ns; s < used; ++s) sl.win[s] = sl.win[ns - 1];  // unused slots
         for (int64_t c0 = 0; c0 < Cg; c0 += pl.CC) {
@@ -318,21 +320,24 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
                   tp, pl.ld, V + (s / kg::NR) * cc * kg::NR + (c - c0) * kg::NR + s % kg::NR, vxs);
             }
           }
-          // 36 GEMMs: M[xi] (+)= U[xi](panels qa .. qb, c0 .. c0+cc) . V[xi].
-          const int64_t ldm = 36 * used;
+          // 36 GEMMs: M[xi] (+)= U[xi](panels qa .. qb, c0 .. c0+cc) . V[xi] (cc <= KC).
+          const int64_t ldm = 36 * kTB;
           for (int xi = 0; xi < 36; ++xi) {
-            const float* Ux = U + xi * pl.u_xs + g * pl.OBp * Cg;
-            const float* Vx = V + xi * vxs;
-            for (int64_t sp = 0; sp < used; sp += kg::NR)
-              for (int64_t q = qa; q < qb; ++q)
-                for (int64_t k0 = 0; k0 < cc; k0 += kg::KC)
-                  kg::f32_gemm_6x16__avx2_fma(
-                      std::min(kg::KC, cc - k0), Ux + q * kg::MR * Cg + (c0 + k0) * kg::MR,
-                      Vx + sp * cc + k0 * kg::NR, M + (q - qa) * kg::MR * ldm + xi * used + sp, ldm,
-                      std::min(kg::MR, OBc - q * kg::MR), kg::NR, c0 + k0 > 0);
+            const float* Ua = U + xi * pl.u_xs + (g * pl.Q + qa) * kg::MR * Cg + c0 * kg::MR;
+            float* Mx = M + xi * kTB;
+            for (int64_t q = qa; q < qb; ++q, Ua += kg::MR * Cg, Mx += kg::MR * ldm)
+              kg::f32_gemm_6x16__avx2_fma(cc, Ua, V + xi * vxs, Mx, ldm,
+                                          std::min(kg::MR, OBc - q * kg::MR), kg::NR, c0 > 0);
           }
         }
-        // Output transform, 8 tiles at a time, clipped to the output.
+        // Output transform, 8 tiles at a time: whole tiles (dense outputs) straight to y at
+        // out_at + o * out_step, row stride out_ld; the others through `stage`, then clipped.
+        for (int64_t s = 0; s < used; ++s) {
+          const bool whole = s < ns && sl.nh[s] == 4 && sl.nw[s] == 4;
+          out_at[s] = whole ? y + sl.y[s] : stage + (s % 8) * 16 * d;
+          out_step[s] = whole ? HoWo : 0;
+          out_ld[s] = whole ? d * p.Wo : 4 * d;
+        }
         const int64_t r1 = std::min(OBc, qb * kg::MR);
         for (int64_t r = qa * kg::MR; r < r1; ++r) {
           const int64_t o = g * Og + ob + r;
@@ -348,21 +353,15 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
                                   0, p.Wo);
             }
           for (int64_t s = 0; s < ns; s += 8) {
-            // Whole tiles (dense outputs) go straight to y, others through `stage`.
             float* dst[8];
-            int64_t dld[8];
-            const int tn = static_cast<int>(std::min<int64_t>(8, ns - s));
-            for (int t = 0; t < 8; ++t) {
-              const bool whole = t < tn && d == 1 && sl.nh[s + t] == 4 && sl.nw[s + t] == 4;
-              dst[t] = whole ? yo + sl.y[s + t] : stage[t];
-              dld[t] = whole ? p.Wo : 4;
-            }
-            kw::f32_wino_f4x3_otrans8__avx2_fma(Mo + s, used, bo, dst, dld);
-            for (int t = 0; t < tn; ++t) {
-              if (dst[t] != stage[t]) continue;
+            for (int t = 0; t < 8; ++t) dst[t] = out_at[s + t] + o * out_step[s + t];
+            kw::f32_wino_f4x3_otrans8__avx2_fma(Mo + s, used, bo, dst, out_ld + s, d);
+            for (int t = 0; t < 8 && s + t < ns; ++t) {
+              if (out_step[s + t] != 0) continue;  // written in place
               float* yt = yo + sl.y[s + t];
+              const float* st = dst[t];
               for (int i = 0; i < sl.nh[s + t]; ++i)
-                for (int j = 0; j < sl.nw[s + t]; ++j) yt[d * (i * p.Wo + j)] = stage[t][4 * i + j];
+                for (int j = 0; j < sl.nw[s + t]; ++j) yt[d * (i * p.Wo + j)] = st[d * (4 * i + j)];
             }
           }
         }

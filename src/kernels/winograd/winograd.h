@@ -33,9 +33,9 @@ bool f32_wino_window__avx2(const float* x, int64_t H, int64_t W, int64_t ih0, in
 void f32_wino_f4x3_itrans8__avx2_fma(const float* const tile[8], int64_t ld, float* v,
                                      int64_t vstride);
 
-// Output transform of 8 tiles: M[xi][t] = m[xi * mstride + t]. Writes dst[t][i * ld[t] + j] =
-// (A^T M A)[i][j] + bias for i, j < 4, t < 8.
+// Output transform of 8 tiles: M[xi][t] = m[xi * mstride + t]. Writes dst[t][i * ld[t] + j * cs]
+// = (A^T M A)[i][j] + bias for i, j < 4, t < 8.
 void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias,
-                                     float* const dst[8], const int64_t ld[8]);
+                                     float* const dst[8], const int64_t ld[8], int64_t cs);
 
 }  // namespace convkit::kernels::winograd

@@ -281,7 +281,7 @@ void f32_wino_f4x3_itrans8__avx2_fma(const float* const tile[8], int64_t ld, flo
 }
 
 void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias,
-                                     float* const dst[8], const int64_t ld[8]) {
+                                     float* const dst[8], const int64_t ld[8], int64_t cs) {
   __m256 t[4][6];  // t[i][xc] = (A^T M)[i][xc]
   for (int c = 0; c < 6; ++c) {
     __m256 col[6];
@@ -297,7 +297,15 @@ void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias
     for (int j = 0; j < 4; ++j) o[j] = _mm256_add_ps(o[j], vb);
     float* row[8];
     for (int k = 0; k < 8; ++k) row[k] = dst[k] + i * ld[k];
-    store_rows(o, row);
+    if (cs == 1) {
+      store_rows(o, row);
+    } else {
+      // o[j] lane k = element (i, j) of tile k.
+      alignas(32) float e[4][8];
+      for (int j = 0; j < 4; ++j) _mm256_store_ps(e[j], o[j]);
+      for (int k = 0; k < 8; ++k)
+        for (int j = 0; j < 4; ++j) row[k][j * cs] = e[j][k];
+    }
   }
 }
 
