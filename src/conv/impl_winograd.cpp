@@ -88,13 +88,17 @@ Tiles tile_grid(const ConvParams& p) {
 // Blocking of one call.
 struct Plan {
   Tiles tl;
-  int64_t TB, tasks;                   // slots per task (a multiple of NR), tasks per group
-  int64_t CC;                          // input channels per K chunk (fixed by the shape: the bits)
-  int64_t OB, OBp, Q, blocks;          // output channels per block, padded to MR; panels; blocks
-  int64_t ld, win_floats;              // window row stride and floats
+  int64_t TB, tasks;           // slots per task (a multiple of NR), tasks per group
+  int64_t CC;                  // input channels per K chunk (fixed by the shape: the bits)
+  int64_t OB, OBp, Q, blocks;  // output channels per block, padded to MR; panels; blocks
+  int64_t ld, win_floats;      // window row stride and floats (per thread)
+  // Padded input (when it fits the budget): every phase plane of every image and channel
+  // copied once per call, zero-padded, Hpp x ld floats each; tasks then read tiles in place.
+  bool padded;
+  int64_t Hpp, pf, p_floats;
   int64_t u_xs, u_floats, per_thread;  // U's xi stride, U and per-thread floats
   int nt;
-  double total() const { return double(u_floats) + double(per_thread) * nt; }
+  double total() const { return double(u_floats) + double(p_floats) + double(per_thread) * nt; }
   int64_t v_floats() const { return 36 * (CC * TB + 16); }  // V of one chunk, padded xi stride
   int64_t m_floats() const { return 36 * OBp * TB; }
 };
@@ -116,6 +120,8 @@ Plan plan(const ConvParams& p, int nt) {
   const int64_t touched = std::min(pl.TB, (pl.TB - 1) / tl.tw_min + 2);
   pl.ld = kg::round_up(4 * tl.tw_max + 4, 8);
   pl.win_floats = 6 * touched * pl.ld;
+  pl.padded = false, pl.p_floats = 0;
+  pl.Hpp = 4 * tl.count(0, p.Ho) + 2, pl.pf = pl.Hpp * pl.ld;
   auto size = [&](int64_t ob) {
     pl.OB = ob, pl.OBp = kg::round_up(ob, kg::MR), pl.Q = pl.OBp / kg::MR;
     // +16: the 36 xi rows the filter transform writes at once do not share cache sets.
@@ -134,6 +140,15 @@ Plan plan(const ConvParams& p, int nt) {
   const int64_t ob = std::min(Og, kg::round_up((Og + blocks - 1) / blocks, kg::MR));
   size(ob);
   pl.blocks = (Og + ob - 1) / ob;
+  // Dilated layers: the padded input instead of per-task windows when it fits beside the same
+  // blocks (gathering every d-th column once per call, not once per task and row it serves; for
+  // d = 1 the windows' copies are cheap and stay in L1, and measured faster).
+  if (tl.d == 1) return pl;
+  Plan pp = pl;
+  pp.padded = true, pp.win_floats = 0;
+  pp.p_floats = base::align_floats(p.N * p.C * tl.d * tl.d * pl.pf);
+  pp.per_thread = pl.per_thread - base::align_floats(pl.win_floats);
+  if (pp.total() <= budget) return pp;
   return pl;
 }
 
@@ -189,10 +204,11 @@ class Barrier {
   std::atomic<int> count_{0}, gen_{0};
 };
 
-// Where slot s of a task reads and writes: its tile's window offset, the output offset of its
-// first element (without the channel), and how many of its 4 x 4 outputs lie inside.
+// Where slot s of a task reads and writes: its tile's offset in the task's windows (or in the
+// padded input, without the channel), the output offset of its first element (without the
+// channel), and how many of its 4 x 4 outputs lie inside.
 struct Slots {
-  int64_t win[kTB], y[kTB];
+  int64_t src[kTB], y[kTB];
   int8_t nh[kTB], nw[kTB];
   // Runs of slots in one image and phase (segments): segment k holds tile rows ty0 .. ty1 of
   // image n, phase (a, b); its window (rows x ld floats at woff) covers input rows ih0 + d r and
@@ -228,7 +244,8 @@ void locate(const ConvParams& p, const Plan& pl, int64_t t0, int64_t ns, Slots& 
     }
     cur->ty1 = ty;
     cur->rows = 4 * (ty - cur->ty0) + 6;
-    sl.win[s] = woff + 4 * (ty - cur->ty0) * pl.ld + 4 * tx;
+    sl.src[s] = pl.padded ? ((n * p.C * d + a) * d + b) * pl.pf + 4 * ty * pl.ld + 4 * tx
+                          : woff + 4 * (ty - cur->ty0) * pl.ld + 4 * tx;
     sl.y[s] = n * p.O * p.Ho * p.Wo + (a + d * 4 * ty) * p.Wo + b + d * 4 * tx;
     sl.nh[s] = static_cast<int8_t>(std::min<int64_t>(4, tl.len(a, p.Ho) - 4 * ty));
     sl.nw[s] = static_cast<int8_t>(std::min<int64_t>(4, tl.len(b, p.Wo) - 4 * tx));
@@ -256,8 +273,9 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
   const Plan pl = plan(p, max_nt);  // the plan the workspace was booked for
   const int64_t Cg = p.Cg(), Og = p.Og(), G = p.groups, d = pl.tl.d, TB = pl.TB;
   const int64_t HW = p.H * p.W, HoWo = p.Ho * p.Wo;
-  float* U = ws;  // [xi][g][q]: MR-row panel q of the block, a[c * MR + i]
-  float* per = ws + pl.u_floats;
+  float* U = ws;                // [xi][g][q]: MR-row panel q of the block, a[c * MR + i]
+  float* P = ws + pl.u_floats;  // the padded input, if pl.padded
+  float* per = P + pl.p_floats;
   const int64_t units_max = G * pl.tasks * pl.Q;
   const int nt = static_cast<int>(std::clamp<int64_t>(units_max, 1, nthreads));
   Barrier barrier;
@@ -285,6 +303,16 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
               U + (g * pl.Q + q) * kg::MR * Cg, pl.u_xs);
         }
       }
+      if (blk == 0 && pl.padded) {
+        // The padded input: phase plane (a, b) of image n, channel c at P + ((n C + c) d + a) d
+        // + b planes.
+        const auto [i0, i1] = base::split_range(p.N * p.C * d * d, tid, n_threads);
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t a = i / d % d, b = i % d;
+          finite &= kw::f32_wino_window__avx2(x + i / (d * d) * HW, p.H, p.W, a - p.pad_t,
+                                              b - p.pad_l, d, pl.Hpp, pl.ld, P + i * pl.pf, pl.ld);
+        }
+      }
       barrier.wait(n_threads);
       const auto [u0, u1] = base::split_range(G * pl.tasks * Qc, tid, n_threads);
       for (int64_t u = u0; u < u1;) {
@@ -292,32 +320,42 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
         const int64_t qb = std::min(Qc, qa + (u1 - u));
         u += qb - qa;
         const int64_t t0 = task * TB, ns = std::min(TB, pl.tl.T - t0);
-        const int64_t used = kTB;  // slots ns .. used hold garbage
+        const int64_t used = ns <= 8 ? 8 : kTB;  // slots ns .. used hold garbage
         locate(p, pl, t0, ns, sl);
-        for (int64_t s = ns; s < used; ++s) sl.win[s] = sl.win[ns - 1];  // unused slots
+        for (int64_t s = ns; s < used; ++s) sl.src[s] = sl.src[ns - 1];  // unused slots
         for (int64_t c0 = 0; c0 < Cg; c0 += pl.CC) {
           const int64_t cc = std::min(pl.CC, Cg - c0);
-          const int64_t vxs = cc * used + 16;  // V's xi stride (+16: no cache-set aliasing)
+          const int64_t vxs = cc * kTB + 16;  // V's xi stride (+16: no cache-set aliasing)
           // Input transform of channels c0 .. c0+cc: V[xi][slot panel][c - c0][slot % NR].
           for (int64_t c = c0; c < c0 + cc; ++c) {
-            for (int k = 0; k < sl.nseg; ++k) {
-              const Slots::Seg& sg = sl.seg[k];
-              const float* xc = x + (sg.n * p.C + g * Cg + c) * HW;
-              finite &= kw::f32_wino_window__avx2(xc, p.H, p.W, sg.ih0, sg.iw0, d, sg.rows, pl.ld,
-                                                  win + sg.woff, pl.ld);
-              if (c + 1 < Cg) {  // the next channel's rows, while this one is transformed
-                const int64_t r0 = std::max<int64_t>(0, (-sg.ih0 + d - 1) / d);
-                const int64_t r1 = std::min(sg.rows, (p.H - sg.ih0 + d - 1) / d);
-                if (r0 < r1)
-                  prefetch_rows<false>(xc + HW, p.W, sg.ih0 + d * r0, d, r1 - r0, sg.iw0,
-                                       sg.iw0 + d * pl.ld);
+            const float* base = win;  // where the slots' offsets point for channel c
+            if (pl.padded) {
+              base = P + (g * Cg + c) * d * d * pl.pf;
+              if (c + 1 < Cg)  // the next channel's rows, while this one is transformed
+                for (int k = 0; k < sl.nseg; ++k) {
+                  const Slots::Seg& sg = sl.seg[k];
+                  prefetch_rows<false>(base + (((sg.n * p.C + 1) * d + sg.a) * d + sg.b) * pl.pf,
+                                       pl.ld, 4 * sg.ty0, 1, sg.rows, 0, pl.ld);
+                }
+            } else {
+              for (int k = 0; k < sl.nseg; ++k) {
+                const Slots::Seg& sg = sl.seg[k];
+                const float* xc = x + (sg.n * p.C + g * Cg + c) * HW;
+                finite &= kw::f32_wino_window__avx2(xc, p.H, p.W, sg.ih0, sg.iw0, d, sg.rows, pl.ld,
+                                                    win + sg.woff, pl.ld);
+                if (c + 1 < Cg) {  // the next channel's rows, while this one is transformed
+                  const int64_t r0 = std::max<int64_t>(0, (-sg.ih0 + d - 1) / d);
+                  const int64_t r1 = std::min(sg.rows, (p.H - sg.ih0 + d - 1) / d);
+                  if (r0 < r1)
+                    prefetch_rows<false>(xc + HW, p.W, sg.ih0 + d * r0, d, r1 - r0, sg.iw0,
+                                         sg.iw0 + d * pl.ld);
+                }
               }
             }
             for (int64_t s = 0; s < used; s += 8) {
               const float* tp[8];
-              for (int t = 0; t < 8; ++t) tp[t] = win + sl.win[s + t];
-              kw::f32_wino_f4x3_itrans8__avx2_fma(
-                  tp, pl.ld, V + (s / kg::NR) * cc * kg::NR + (c - c0) * kg::NR + s % kg::NR, vxs);
+              for (int t = 0; t < 8; ++t) tp[t] = base + sl.src[s + t];
+              kw::f32_wino_f4x3_itrans8__avx2_fma(tp, pl.ld, V + (c - c0) * kg::NR + s, vxs);
             }
           }
           // 36 GEMMs: M[xi] (+)= U[xi](panels qa .. qb, c0 .. c0+cc) . V[xi] (cc <= KC).
@@ -325,9 +363,13 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
           for (int xi = 0; xi < 36; ++xi) {
             const float* Ua = U + xi * pl.u_xs + (g * pl.Q + qa) * kg::MR * Cg + c0 * kg::MR;
             float* Mx = M + xi * kTB;
-            for (int64_t q = qa; q < qb; ++q, Ua += kg::MR * Cg, Mx += kg::MR * ldm)
-              kg::f32_gemm_6x16__avx2_fma(cc, Ua, V + xi * vxs, Mx, ldm,
-                                          std::min(kg::MR, OBc - q * kg::MR), kg::NR, c0 > 0);
+            for (int64_t q = qa; q < qb; ++q, Ua += kg::MR * Cg, Mx += kg::MR * ldm) {
+              const int64_t mr = std::min(kg::MR, OBc - q * kg::MR);
+              if (used == kTB)
+                kg::f32_gemm_6x16__avx2_fma(cc, Ua, V + xi * vxs, Mx, ldm, mr, kg::NR, c0 > 0);
+              else
+                kw::f32_wino_gemm_6x8__avx2_fma(cc, Ua, V + xi * vxs, Mx, ldm, mr, c0 > 0);
+            }
           }
         }
         // Output transform, 8 tiles at a time: whole tiles (dense outputs) straight to y at
@@ -343,7 +385,7 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
           const int64_t o = g * Og + ob + r;
           const float bo = bias ? bias[o] : 0.f;
           float* yo = y + o * HoWo;
-          const float* Mo = M + (r - qa * kg::MR) * 36 * used;
+          const float* Mo = M + (r - qa * kg::MR) * 36 * kTB;
           if (r + 1 < r1)  // the next channel's output rows, while this one is written
             for (int k = 0; k < sl.nseg; ++k) {
               const Slots::Seg& sg = sl.seg[k];
@@ -355,7 +397,7 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
           for (int64_t s = 0; s < ns; s += 8) {
             float* dst[8];
             for (int t = 0; t < 8; ++t) dst[t] = out_at[s + t] + o * out_step[s + t];
-            kw::f32_wino_f4x3_otrans8__avx2_fma(Mo + s, used, bo, dst, out_ld + s, d);
+            kw::f32_wino_f4x3_otrans8__avx2_fma(Mo + s, kTB, bo, dst, out_ld + s, d);
             for (int t = 0; t < 8 && s + t < ns; ++t) {
               if (out_step[s + t] != 0) continue;  // written in place
               float* yt = yo + sl.y[s + t];

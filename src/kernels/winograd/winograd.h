@@ -38,4 +38,12 @@ void f32_wino_f4x3_itrans8__avx2_fma(const float* const tile[8], int64_t ld, flo
 void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias,
                                      float* const dst[8], const int64_t ld[8], int64_t cs);
 
+// The SGEMM micro-kernel's contract (kernels/gemm/gemm.h) for 6 rows x 8 columns, with the packed
+// B panel of the 16-column format: for i < mr, j < 8, C(i, j) = (accumulate ? C(i, j) : 0) +
+// sum_{k < kc} a[k * 6 + i] * b[k * 16 + j], the k sum in increasing order, one float FMA
+// accumulator per element (the same bits as f32_gemm_6x16__avx2_fma's column j). b 32-byte
+// aligned. For a task's last 8 tiles.
+void f32_wino_gemm_6x8__avx2_fma(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                 int64_t mr, bool accumulate);
+
 }  // namespace convkit::kernels::winograd

@@ -81,7 +81,7 @@ inline void store_rows(const __m256 o[4], float* const dst[8]) {
 bool f32_wino_f4x3_ftrans_panel__avx2_fma(const float* g, int64_t lane_stride, int64_t in_stride,
                                           int64_t tap_stride, int n, int64_t nc, float* dst,
                                           int64_t xi_stride) {
-  // Lanes i >= n read kernel 0 (valid memory) and are zeroed before the stores.
+  // Lanes i >= n read kernel 0 (valid memory) and are zeroed before the transform.
   int64_t lane[6];
   for (int i = 0; i < 6; ++i) lane[i] = (i < n ? i : 0) * lane_stride;
   const __m256 keep = _mm256_castsi256_ps(
@@ -128,7 +128,10 @@ bool f32_wino_f4x3_ftrans_panel__avx2_fma(const float* g, int64_t lane_stride, i
                                gt0[lane[5]], 0.f, 0.f);
       }
     }
-    for (int t = 0; t < 9; ++t) acc = _mm256_or_ps(acc, _mm256_mul_ps(gv[t], _mm256_setzero_ps()));
+    for (int t = 0; t < 9; ++t) {
+      acc = _mm256_or_ps(acc, _mm256_mul_ps(gv[t], _mm256_setzero_ps()));
+      if (n < 6) gv[t] = _mm256_and_ps(gv[t], keep);  // the transform of 0 is 0
+    }
     __m256 t6[6][3];  // G g
     for (int j = 0; j < 3; ++j) {
       __m256 s6[6];
@@ -141,7 +144,7 @@ bool f32_wino_f4x3_ftrans_panel__avx2_fma(const float* g, int64_t lane_stride, i
       __m256 u[6];
       gt(t6[i][0], t6[i][1], t6[i][2], u);
       for (int k = 0; k < 6; ++k) {
-        const __m256 v = _mm256_and_ps(u[k], keep);
+        const __m256 v = u[k];
         float* o = dc + (6 * i + k) * xi_stride;
         if (!last) {
           _mm256_storeu_ps(o, v);  // lanes 6, 7 land on channel c + 1, written next
@@ -306,6 +309,20 @@ void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias
       for (int k = 0; k < 8; ++k)
         for (int j = 0; j < 4; ++j) row[k][j * cs] = e[j][k];
     }
+  }
+}
+
+void f32_wino_gemm_6x8__avx2_fma(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                 int64_t mr, bool accumulate) {
+  __m256 acc[6];
+  for (int i = 0; i < 6; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += 6, b += 16) {
+    const __m256 bk = _mm256_load_ps(b);
+    for (int i = 0; i < 6; ++i) acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i), bk, acc[i]);
+  }
+  for (int64_t i = 0; i < mr; ++i) {
+    float* ci = c + i * ldc;
+    _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i]) : acc[i]);
   }
 }
 
