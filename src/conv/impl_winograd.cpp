@@ -252,6 +252,12 @@ void locate(const ConvParams& p, const Plan& pl, int64_t t0, int64_t ns, Slots& 
   }
 }
 
+// ceil(v / d) for d >= 1, v of either sign (no division for d = 1: this runs per task and channel).
+inline int64_t ceil_div(int64_t v, int64_t d) {
+  if (d == 1) return v;
+  return v >= 0 ? (v + d - 1) / d : -(-v / d);
+}
+
 // Prefetches rows r0, r0 + step, ... (nr of them) of a plane of width W, columns [c0, c1)
 // (clipped to [0, W)), for reading or writing.
 template <bool Write>
@@ -344,8 +350,8 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
                 finite &= kw::f32_wino_window__avx2(xc, p.H, p.W, sg.ih0, sg.iw0, d, sg.rows, pl.ld,
                                                     win + sg.woff, pl.ld);
                 if (c + 1 < Cg) {  // the next channel's rows, while this one is transformed
-                  const int64_t r0 = std::max<int64_t>(0, (-sg.ih0 + d - 1) / d);
-                  const int64_t r1 = std::min(sg.rows, (p.H - sg.ih0 + d - 1) / d);
+                  const int64_t r0 = std::max<int64_t>(0, ceil_div(-sg.ih0, d));
+                  const int64_t r1 = std::min(sg.rows, ceil_div(p.H - sg.ih0, d));
                   if (r0 < r1)
                     prefetch_rows<false>(xc + HW, p.W, sg.ih0 + d * r0, d, r1 - r0, sg.iw0,
                                          sg.iw0 + d * pl.ld);
@@ -363,12 +369,18 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
           for (int xi = 0; xi < 36; ++xi) {
             const float* Ua = U + xi * pl.u_xs + (g * pl.Q + qa) * kg::MR * Cg + c0 * kg::MR;
             float* Mx = M + xi * kTB;
-            for (int64_t q = qa; q < qb; ++q, Ua += kg::MR * Cg, Mx += kg::MR * ldm) {
-              const int64_t mr = std::min(kg::MR, OBc - q * kg::MR);
-              if (used == kTB)
-                kg::f32_gemm_6x16__avx2_fma(cc, Ua, V + xi * vxs, Mx, ldm, mr, kg::NR, c0 > 0);
-              else
-                kw::f32_wino_gemm_6x8__avx2_fma(cc, Ua, V + xi * vxs, Mx, ldm, mr, c0 > 0);
+            if (used == kTB) {
+              for (int64_t q = qa; q < qb; ++q, Ua += kg::MR * Cg, Mx += kg::MR * ldm)
+                kg::f32_gemm_6x16__avx2_fma(cc, Ua, V + xi * vxs, Mx, ldm,
+                                            std::min(kg::MR, OBc - q * kg::MR), kg::NR, c0 > 0);
+            } else {  // 8 columns: two panels at a time
+              int64_t q = qa;
+              for (; q + 1 < qb; q += 2, Ua += 2 * kg::MR * Cg, Mx += 2 * kg::MR * ldm)
+                kw::f32_wino_gemm_12x8__avx2_fma(cc, Ua, Ua + kg::MR * Cg, V + xi * vxs, Mx, ldm,
+                                                 std::min(2 * kg::MR, OBc - q * kg::MR), c0 > 0);
+              if (q < qb)
+                kw::f32_wino_gemm_6x8__avx2_fma(cc, Ua, V + xi * vxs, Mx, ldm,
+                                                std::min(kg::MR, OBc - q * kg::MR), c0 > 0);
             }
           }
         }

@@ -45,5 +45,8 @@ void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias
 // aligned. For a task's last 8 tiles.
 void f32_wino_gemm_6x8__avx2_fma(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                                  int64_t mr, bool accumulate);
+// The same for two MR-row panels a0 (rows 0..5) and a1 (rows 6..11), mr <= 12 rows of C.
+void f32_wino_gemm_12x8__avx2_fma(int64_t kc, const float* a0, const float* a1, const float* b,
+                                  float* c, int64_t ldc, int64_t mr, bool accumulate);
 
 }  // namespace convkit::kernels::winograd

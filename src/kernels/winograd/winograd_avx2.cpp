@@ -214,8 +214,10 @@ __m256 window_rows(const float* x, int64_t H, int64_t W, int64_t ih0, int64_t iw
 bool f32_wino_window__avx2(const float* x, int64_t H, int64_t W, int64_t ih0, int64_t iw0,
                            int64_t d, int64_t rows, int64_t cols, float* dst, int64_t ld) {
   // Columns j0 <= j < j1 read inside the row: 0 <= iw0 + d j < W.
-  const int64_t j0 = std::min(cols, iw0 >= 0 ? 0 : (-iw0 + d - 1) / d);
-  const int64_t j1 = std::clamp<int64_t>(W - iw0 <= 0 ? 0 : (W - iw0 + d - 1) / d, j0, cols);
+  // (Divisions only where d > 1: this runs for every task, channel and row run.)
+  auto ceil_div = [d](int64_t v) { return d == 1 ? v : (v + d - 1) / d; };
+  const int64_t j0 = std::min(cols, iw0 >= 0 ? 0 : ceil_div(-iw0));
+  const int64_t j1 = std::clamp<int64_t>(W - iw0 <= 0 ? 0 : ceil_div(W - iw0), j0, cols);
   const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                           _mm256_set1_epi32(static_cast<int>(d)));
   // Masked-off lanes are never read (maskload, masked gather).
@@ -319,6 +321,24 @@ void f32_wino_gemm_6x8__avx2_fma(int64_t kc, const float* a, const float* b, flo
   for (int64_t k = 0; k < kc; ++k, a += 6, b += 16) {
     const __m256 bk = _mm256_load_ps(b);
     for (int i = 0; i < 6; ++i) acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i), bk, acc[i]);
+  }
+  for (int64_t i = 0; i < mr; ++i) {
+    float* ci = c + i * ldc;
+    _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i]) : acc[i]);
+  }
+}
+
+void f32_wino_gemm_12x8__avx2_fma(int64_t kc, const float* a0, const float* a1, const float* b,
+                                  float* c, int64_t ldc, int64_t mr, bool accumulate) {
+  // 12 independent accumulators keep both FMA pipes busy (6 would wait on the FMA latency).
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a0 += 6, a1 += 6, b += 16) {
+    const __m256 bk = _mm256_load_ps(b);
+    for (int i = 0; i < 6; ++i) {
+      acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + i), bk, acc[i]);
+      acc[6 + i] = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + i), bk, acc[6 + i]);
+    }
   }
   for (int64_t i = 0; i < mr; ++i) {
     float* ci = c + i * ldc;
