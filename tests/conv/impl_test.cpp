@@ -163,6 +163,8 @@ TEST(ConvImpl, WinogradBlockingEdgeShapesMatchNaive) {
       make(1, 96, 8, 8, 96, 3, 3, 1, 1),        // channel blocks (the workspace budget)
       make(2, 32, 9, 9, 48, 3, 3, 1, 1, 1, 2),  // groups
       make(1, 16, 33, 3, 16, 3, 3, 1, 1),       // one tile column
+      make(1, 128, 24, 24, 16, 3, 3, 1, 2, 2),  // dilation 2 in per-task windows (no room for the
+                                                // padded input)
   };
   ConvParams four = make(2, 16, 10, 13, 16, 3, 3);
   four.pad_t = 0, four.pad_b = 2, four.pad_l = 2, four.pad_r = 1;
@@ -201,7 +203,8 @@ TEST(ConvImpl, PortableFallbacksMatchNaive) {
 // double-precision direct sum is, and other outputs stay finite and accurate (Winograd falls back).
 TEST(ConvImpl, NonFiniteInputsPropagateLikeDirectConvolution) {
   using testing::make;
-  for (const auto& p : {make(1, 16, 12, 12, 16, 3, 3, 1, 1), make(2, 3, 9, 9, 4, 3, 3, 1, 1)}) {
+  for (const auto& p : {make(1, 16, 12, 12, 16, 3, 3, 1, 1), make(2, 3, 9, 9, 4, 3, 3, 1, 1),
+                        make(1, 16, 13, 12, 16, 3, 3, 1, 2, 2)}) {
     std::mt19937 rng(5);
     auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
     auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
