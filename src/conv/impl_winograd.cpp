@@ -1,28 +1,32 @@
-// "winograd_f4x3_avx2": F(4x4, 3x3) for 3x3 stride-1 layers with enough channels (dilation d runs
-// as d x d dense problems on every d-th row and column)
-// (forward; bwd_data as the forward of the flipped, transposed kernel, which is again 3x3 stride
-// 1).
+// "winograd_f4x3_avx2": F(4x4, 3x3) for 3x3 stride-1 layers with enough channels and padding no
+// wider than the kernel (dilation d runs as d x d dense problems, the phases, on every d-th row and
+// column); forward, and bwd_data as the forward of the flipped, transposed kernel (again 3x3
+// stride 1).
 //
 //   U[xi] (Og x Cg)   = G g G^T of every kernel, position xi of the 6x6 transform
-//   V[xi] (Cg x S)    = B^T d B of every 6x6 input tile, S tiles (slots) per task
+//   V[xi] (Cg x S)    = B^T d B of every 6x6 input tile, S = 16 tiles (slots) per task
 //   M[xi] (Og x S)    = U[xi] . V[xi]        36 GEMMs on the packed SGEMM micro-kernel
 //   y tiles (4 x 4)   = A^T M A + bias
 // Tiles are numbered through images, phases and tile rows (image, phase row, tile row, phase
-// column, tile column),
-// so a task's slots are TB consecutive tiles wherever they lie and only the last task of a group
-// holds unused slots. A task reads its tiles from zero-padded windows of the input (one per run
-// of tiles in one image and phase), which the input transform reads 8 tiles at a time.
+// column, tile column), so a task is 16 consecutive tiles wherever they lie; only the last task of
+// a group has unused slots (8 of them, when it has at most 8 tiles, use 8-column micro-kernels).
+// The input transform reads 8 tiles at a time through pointers: into zero-padded windows of the
+// input built per task and channel (one per run of tiles in one image and phase), or, for dilated
+// layers when it fits the budget, into a zero-padded copy of every phase plane made once per call.
 //
 // Output channels go in blocks of OB (all of Og when the transformed kernels fit the workspace
 // budget; otherwise the input tiles are transformed again for each block). Work units are (group,
 // task, MR-row panel of the block); a thread takes a contiguous run of units and transforms a
 // task's tiles once for its run of panels. One parallel region per call: per block, the threads
-// transform the block's kernels together, meet at a barrier, then run their units (and meet again
-// before the next block overwrites U). The K sum of each GEMM runs in chunks of CC input channels
-// (then KC) in order, CC fixed by the shape, so bits do not depend on the thread count.
+// transform the block's kernels (and, once, copy the padded input) together, meet at a barrier,
+// then run their units (and meet again before the next block overwrites U). The K sum of each
+// GEMM runs in chunks of CC input channels in order, CC fixed by the shape, and every micro-kernel
+// sums a column in the same order, so bits do not depend on the thread count.
 //
 // Error: the transforms scale rounding errors by their norms (entries up to 8 and 5, the 1/6 and
-// 1/24 of G); tests/conv/impl_test.cpp checks the outputs within 4x the direct-sum bound.
+// 1/24 of G); tests/conv/impl_test.cpp checks the outputs within 4x the direct-sum bound. An
+// output that reads only padding has a direct sum of exactly 0 but would get its tile's rounding
+// noise, so padding wider than the kernel's extent is left to other implementations.
 // NaN/Inf: a non-finite input or weight would leak through the transforms into the whole tile
 // (Inf - Inf = NaN). The window and filter kernels report non-finite values as they copy them;
 // such calls then run the implicit GEMM, whose NaN/Inf follow the direct convolution's, over the
@@ -61,7 +65,7 @@ constexpr int64_t kTB = kg::NR;
 
 // Tiles of problem p. Dilation d splits the output into d x d phases: phase (a, b) holds the
 // outputs (a + d i, b + d j), Ho_a x Wo_b of them, a dense 3x3 problem on input rows a - pad_t +
-// d i' and columns b - pad_l + d j'; its tiles are th(a) x tw(b) 4x4 blocks.
+// d i' and columns b - pad_l + d j'; its tiles are count(a, Ho) x count(b, Wo) 4x4 blocks.
 struct Tiles {
   int64_t d, th_sum, tw_sum, tw_min, tw_max, per_image, T;
   // Outputs of phase a along an output extent L, and its tiles (of 4).
