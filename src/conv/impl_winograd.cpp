@@ -33,9 +33,8 @@
 // whole output.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
+#include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <thread>
 
 #include "base/aligned.h"
