@@ -155,14 +155,26 @@ Plan plan(const ConvParams& p, int nt) {
   return pl;
 }
 
-std::size_t wino_floats(const ConvParams& p, int nt) {
-  return static_cast<std::size_t>(plan(p, nt).total());
+// True when the plan fits the budget with output-channel blocks of at least 16.
+bool fits(const ConvParams& p, const Plan& pl) {
+  return pl.total() <= budget_floats(p) && pl.OB >= std::min<int64_t>(16, p.Og());
 }
 
-// Null when a plan with output-channel blocks of at least 16 fits the budget.
+// The threads a call may use: the most, up to max_nt, whose per-thread buffers still fit (the
+// dispatch checks one thread, so its choice, and the bits, never depend on the thread count;
+// more threads than fit just wait).
+int fit_threads(const ConvParams& p, int max_nt) {
+  int nt = std::max(max_nt, 1);
+  while (nt > 1 && !fits(p, plan(p, nt))) --nt;
+  return nt;
+}
+
+std::size_t wino_floats(const ConvParams& p, int nt) {
+  return static_cast<std::size_t>(plan(p, fit_threads(p, nt)).total());
+}
+
 const char* budget_why_not(const ConvParams& p) {
-  const Plan pl = plan(p, base::max_threads());
-  if (pl.total() > budget_floats(p) || pl.OB < std::min<int64_t>(16, p.Og()))
+  if (!fits(p, plan(p, 1)))
     return "transformed kernels and tiles would exceed max(25% of the im2col buffer, 1 MiB)";
   return nullptr;
 }
@@ -279,6 +291,8 @@ void prefetch_rows(const float* plane, int64_t W, int64_t r0, int64_t step, int6
 // garbage and the caller runs another implementation).
 bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const float* bias,
               float* y, float* ws, int max_nt, int nthreads) {
+  max_nt = fit_threads(p, max_nt);
+  nthreads = std::min(nthreads, max_nt);
   const Plan pl = plan(p, max_nt);  // the plan the workspace was booked for
   const int64_t Cg = p.Cg(), Og = p.Og(), G = p.groups, d = pl.tl.d, TB = pl.TB;
   const int64_t HW = p.H * p.W, HoWo = p.Ho * p.Wo;

@@ -187,6 +187,38 @@ TEST(ConvImpl, WinogradBlockingEdgeShapesMatchNaive) {
   }
 }
 
+// Winograd's dispatch does not depend on the thread count, its bits neither, and its workspace
+// stays within the budget (a quarter of the im2col buffer, or 1 MiB) at any thread count, or
+// within what its NaN/Inf fallback (gemm_avx2) books, which it must hold too.
+TEST(ConvImpl, WinogradBudgetAndBitsAtAnyThreadCount) {
+  if (!base::use_avx2()) GTEST_SKIP() << "needs AVX2";
+  const ConvParams p = testing::make(1, 96, 8, 8, 96, 3, 3, 1, 1);  // near the budget
+  const double budget_bytes =
+      4.0 * std::max(0.25 * double(p.N * p.C * 9 * p.Ho * p.Wo), double(1 << 18));
+  std::mt19937 rng(7);
+  const auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
+  const auto w = testing::random_vec(rng, p.O * p.Cg() * 9);
+  const Impl* wino = conv::find_impl(Pass::Fwd, "winograd_f4x3_avx2");
+  const Impl* gemm = conv::find_impl(Pass::Fwd, "gemm_avx2");
+  ASSERT_NE(wino, nullptr);
+  ASSERT_NE(gemm, nullptr);
+  std::vector<float> first;
+  for (int threads : {1, 3, 64}) {
+    set_num_threads(threads);
+    EXPECT_EQ(wino->why_not(p), nullptr) << threads;
+    EXPECT_LE(double(conv::workspace_bytes(*wino, p)),
+              std::max(budget_bytes, double(conv::workspace_bytes(*gemm, p))))
+        << threads;
+    std::vector<float> y(p.N * p.O * p.Ho * p.Wo);
+    ConvArgs a;
+    a.x = x.data(), a.w = w.data(), a.y = y.data();
+    conv::run_impl(*wino, Pass::Fwd, p, a);
+    if (first.empty()) first = y;
+    EXPECT_EQ(first, y) << threads;
+  }
+  set_num_threads(0);
+}
+
 // The same shapes through the portable fallbacks (as on a machine without AVX2).
 TEST(ConvImpl, PortableFallbacksMatchNaive) {
   base::set_isa_limit(base::Isa::Generic);
