@@ -232,7 +232,20 @@ std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
          base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
 }
 
-template <MicroKernel UK>
+// The kernels one ISA brings to the weight-gradient GEMM: its micro-kernel and its transposing
+// packs.
+struct BwdWeightOps {
+  MicroKernel uk;
+  void (*pack_b)(const pk::Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst);
+  void (*pack_a)(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
+                 int64_t q0, int64_t qc, float* dst);
+};
+constexpr BwdWeightOps kBwdWeightAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
+                                      pk::pack_im2col_t__avx2, pk::pack_a_gy__avx2};
+constexpr BwdWeightOps kBwdWeightGeneric{kernels::gemm::f32_gemm_6x16__generic, pk::pack_im2col_t,
+                                         pk::pack_a_gy};
+
+template <const BwdWeightOps* Ops>
 void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nthreads = base::threads_for(p.flops(), max_nt);
   if (a.gb) bias_grad(p, a.gy, a.gb, nthreads);
@@ -244,8 +257,9 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   }
   const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, Q = p.N * P, G = p.groups;
   const int64_t per_thread = bwd_weight_ws(p, nthreads) / nthreads;
-  // Tasks: (group, NR-aligned block of gw columns).
-  const int64_t per_group = std::max<int64_t>(1, (2 * nthreads + G - 1) / G);
+  // Tasks: (group, NR-aligned block of gw columns). Every task packs its group's gy in full (the A
+  // operand, Og x N P), so a group gets only as many blocks as it takes to keep the threads busy.
+  const int64_t per_group = std::max<int64_t>(1, (nthreads + G - 1) / G);
   const int64_t nb = std::max(NR, round_up((K + per_group - 1) / per_group, NR));
   const int64_t blocks = (K + nb - 1) / nb;
   const int64_t tasks = G * blocks;
@@ -259,12 +273,12 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
       const float* gy0 = a.gy + g * Og * P;
       kernels::gemm::gemm_columns(
-          UK, Og, Q, kb * nb, std::min(K, (kb + 1) * nb), a.gw + g * Og * K, K, bbuf,
+          Ops->uk, Og, Q, kb * nb, std::min(K, (kb + 1) * nb), a.gw + g * Og * K, K, bbuf,
           [&](int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst) {
-            pk::pack_im2col_t(view, q0, qc, k0, nc, dst);
+            Ops->pack_b(view, q0, qc, k0, nc, dst);
           },
           [&](int64_t i0, int64_t mc, int64_t q0, int64_t qc) {
-            pk::pack_a_gy(gy0, p.O * P, P, i0, mc, q0, qc, abuf);
+            Ops->pack_a(gy0, p.O * P, P, i0, mc, q0, qc, abuf);
             return static_cast<const float*>(abuf);
           },
           [](int64_t, int64_t) {});
@@ -284,12 +298,12 @@ const Impl gemm_fwd_avx2{"gemm_avx2", avx2_why_not, fwd_ws,
 const Impl gemm_bwd_data_avx2{"gemm_avx2", avx2_why_not, bwd_data_ws,
                               bwd_data<kernels::gemm::f32_gemm_6x16__avx2_fma>};
 const Impl gemm_bwd_weight_avx2{"gemm_avx2", avx2_why_not, bwd_weight_ws,
-                                bwd_weight<kernels::gemm::f32_gemm_6x16__avx2_fma>};
+                                bwd_weight<&kBwdWeightAvx2>};
 const Impl gemm_fwd_generic{"gemm_generic", zero_padding_reason, fwd_ws,
                             fwd<kernels::gemm::f32_gemm_6x16__generic>};
 const Impl gemm_bwd_data_generic{"gemm_generic", zero_padding_reason, bwd_data_ws,
                                  bwd_data<kernels::gemm::f32_gemm_6x16__generic>};
 const Impl gemm_bwd_weight_generic{"gemm_generic", zero_padding_reason, bwd_weight_ws,
-                                   bwd_weight<kernels::gemm::f32_gemm_6x16__generic>};
+                                   bwd_weight<&kBwdWeightGeneric>};
 
 }  // namespace convkit::conv::impl
