@@ -59,6 +59,21 @@ void note_fallback(const char* pass, const char* what) {
                  pass, what);
 }
 
+// The kernels one ISA brings: the micro-kernel and the packs of the forward B blocks (im2col) and
+// of the weight-gradient operands (col^T and gy, transposed while packed).
+struct GemmOps {
+  MicroKernel uk;
+  void (*pack_col)(const pk::Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
+  void (*pack_col_t)(const pk::Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc,
+                     float* dst);
+  void (*pack_gy)(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
+                  int64_t q0, int64_t qc, float* dst);
+};
+constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma, pk::pack_im2col__avx2,
+                        pk::pack_im2col_t__avx2, pk::pack_a_gy__avx2};
+constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic, pk::pack_im2col,
+                           pk::pack_im2col_t, pk::pack_a_gy};
+
 // ---- forward ----------------------------------------------------------------------------------
 
 // Packed weights of every group: group g's (Og x K) matrix as KC-blocks of MR panels.
@@ -73,8 +88,8 @@ std::size_t fwd_ws(const ConvParams& p, int nt) {
 // Forward GEMM over explicit operands; weight(g, i, k) gives group g's A(i, k) (bwd_data stride 1
 // reuses it with gy and the flipped, transposed kernel, read in place).
 template <typename WeightAt>
-void fwd_run(MicroKernel uk, const ConvParams& p, const float* x, WeightAt&& weight, const float* b,
-             float* y, float* ws, int nthreads) {
+void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&& weight,
+             const float* b, float* y, float* ws, int nthreads) {
   const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, G = p.groups;
   const int64_t Mp = round_up(Og, MR);
   float* wpack = ws;  // (G, K-blocks of Mp x kc)
@@ -104,9 +119,9 @@ void fwd_run(MicroKernel uk, const ConvParams& p, const float* x, WeightAt&& wei
       float* yg = y + (n * p.O + g * Og) * P;  // (Og, P)
       const float* wg = wpack + g * Mp * K;
       kernels::gemm::gemm_columns(
-          uk, Og, K, jb * nb, std::min(P, (jb + 1) * nb), yg, P, bbuf,
+          ops.uk, Og, K, jb * nb, std::min(P, (jb + 1) * nb), yg, P, bbuf,
           [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
-            pk::pack_im2col(view, k0, kc, jc, nc, dst);
+            ops.pack_col(view, k0, kc, jc, nc, dst);
           },
           [&](int64_t i0, int64_t, int64_t k0, int64_t) {
             return static_cast<const float*>(wg + k0 * Mp + i0 * std::min(KC, K - k0));
@@ -123,7 +138,7 @@ void fwd_run(MicroKernel uk, const ConvParams& p, const float* x, WeightAt&& wei
   });
 }
 
-template <MicroKernel UK>
+template <const GemmOps* Ops>
 void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nt = base::threads_for(p.flops(), max_nt);
   if (p.has_padding() && !all_finite(a.w, p.O * kdim(p))) {
@@ -134,7 +149,7 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int64_t K = kdim(p), Og = p.Og();
   const float* w = a.w;
   fwd_run(
-      UK, p, a.x, [=](int64_t g, int64_t i, int64_t k) { return w[(g * Og + i) * K + k]; }, a.b,
+      *Ops, p, a.x, [=](int64_t g, int64_t i, int64_t k) { return w[(g * Og + i) * K + k]; }, a.b,
       a.y, ws, nt);
 }
 
@@ -158,12 +173,12 @@ std::size_t bwd_data_ws(const ConvParams& p, int nt) {
                             packed_a_floats(kernels::gemm::MC, KC) + kdim(p) * kDcolCols);
 }
 
-void bwd_data_s1(MicroKernel uk, const ConvParams& p, const ConvArgs& a, float* ws, int nt) {
+void bwd_data_s1(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, float* ws, int nt) {
   const int64_t Cg = p.Cg(), Og = p.Og(), khw = p.kH * p.kW;
   const float* w = a.w;
   // A(c, (o, t)) of group g = w[g Og + o][c][kH kW - 1 - t]: the kernel flipped and transposed.
   fwd_run(
-      uk, transposed(p), a.gy,
+      ops, transposed(p), a.gy,
       [=](int64_t g, int64_t c, int64_t k) {
         const int64_t o = k / khw, t = k % khw;
         return w[((g * Og + o) * Cg + c) * khw + khw - 1 - t];
@@ -211,7 +226,7 @@ void bwd_data_strided(MicroKernel uk, const ConvParams& p, const ConvArgs& a, fl
   });
 }
 
-template <MicroKernel UK>
+template <const GemmOps* Ops>
 void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nt = base::threads_for(p.flops(), max_nt);
   if (p.has_padding() && !all_finite(a.w, p.O * kdim(p))) {
@@ -220,9 +235,9 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     return;
   }
   if (p.sH == 1 && p.sW == 1)
-    bwd_data_s1(UK, p, a, ws, nt);
+    bwd_data_s1(*Ops, p, a, ws, nt);
   else
-    bwd_data_strided(UK, p, a, ws, nt);
+    bwd_data_strided(Ops->uk, p, a, ws, nt);
 }
 
 // ---- backward weight --------------------------------------------------------------------------
@@ -232,20 +247,7 @@ std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
          base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
 }
 
-// The kernels one ISA brings to the weight-gradient GEMM: its micro-kernel and its transposing
-// packs.
-struct BwdWeightOps {
-  MicroKernel uk;
-  void (*pack_b)(const pk::Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst);
-  void (*pack_a)(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
-                 int64_t q0, int64_t qc, float* dst);
-};
-constexpr BwdWeightOps kBwdWeightAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
-                                      pk::pack_im2col_t__avx2, pk::pack_a_gy__avx2};
-constexpr BwdWeightOps kBwdWeightGeneric{kernels::gemm::f32_gemm_6x16__generic, pk::pack_im2col_t,
-                                         pk::pack_a_gy};
-
-template <const BwdWeightOps* Ops>
+template <const GemmOps* Ops>
 void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nthreads = base::threads_for(p.flops(), max_nt);
   if (a.gb) bias_grad(p, a.gy, a.gb, nthreads);
@@ -275,10 +277,10 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       kernels::gemm::gemm_columns(
           Ops->uk, Og, Q, kb * nb, std::min(K, (kb + 1) * nb), a.gw + g * Og * K, K, bbuf,
           [&](int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst) {
-            Ops->pack_b(view, q0, qc, k0, nc, dst);
+            Ops->pack_col_t(view, q0, qc, k0, nc, dst);
           },
           [&](int64_t i0, int64_t mc, int64_t q0, int64_t qc) {
-            Ops->pack_a(gy0, p.O * P, P, i0, mc, q0, qc, abuf);
+            Ops->pack_gy(gy0, p.O * P, P, i0, mc, q0, qc, abuf);
             return static_cast<const float*>(abuf);
           },
           [](int64_t, int64_t) {});
@@ -293,17 +295,13 @@ const char* avx2_why_not(const ConvParams& p) {
 
 }  // namespace
 
-const Impl gemm_fwd_avx2{"gemm_avx2", avx2_why_not, fwd_ws,
-                         fwd<kernels::gemm::f32_gemm_6x16__avx2_fma>};
-const Impl gemm_bwd_data_avx2{"gemm_avx2", avx2_why_not, bwd_data_ws,
-                              bwd_data<kernels::gemm::f32_gemm_6x16__avx2_fma>};
-const Impl gemm_bwd_weight_avx2{"gemm_avx2", avx2_why_not, bwd_weight_ws,
-                                bwd_weight<&kBwdWeightAvx2>};
-const Impl gemm_fwd_generic{"gemm_generic", zero_padding_reason, fwd_ws,
-                            fwd<kernels::gemm::f32_gemm_6x16__generic>};
+const Impl gemm_fwd_avx2{"gemm_avx2", avx2_why_not, fwd_ws, fwd<&kAvx2>};
+const Impl gemm_bwd_data_avx2{"gemm_avx2", avx2_why_not, bwd_data_ws, bwd_data<&kAvx2>};
+const Impl gemm_bwd_weight_avx2{"gemm_avx2", avx2_why_not, bwd_weight_ws, bwd_weight<&kAvx2>};
+const Impl gemm_fwd_generic{"gemm_generic", zero_padding_reason, fwd_ws, fwd<&kGeneric>};
 const Impl gemm_bwd_data_generic{"gemm_generic", zero_padding_reason, bwd_data_ws,
-                                 bwd_data<kernels::gemm::f32_gemm_6x16__generic>};
+                                 bwd_data<&kGeneric>};
 const Impl gemm_bwd_weight_generic{"gemm_generic", zero_padding_reason, bwd_weight_ws,
-                                   bwd_weight<&kBwdWeightGeneric>};
+                                   bwd_weight<&kGeneric>};
 
 }  // namespace convkit::conv::impl

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/direct/direct.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/pack/im2col_pack_impl.h"
 
 namespace convkit::kernels::pack {
 
@@ -26,22 +26,6 @@ Im2col im2col_view(const ConvParams& p, const float* x, int64_t n, int64_t g) {
 }
 
 namespace {
-
-// Decoded row k of col: the plane it reads and the tap offsets.
-struct Tap {
-  const float* plane;
-  int64_t off_h, off_w, ow_lo, ow_hi;  // valid output columns [ow_lo, ow_hi) for this tap
-};
-inline Tap tap(const Im2col& g, int64_t k) {
-  const int64_t khw = g.kH * g.kW;
-  const int64_t c = k / khw, r = k % khw, kh = r / g.kW, kw = r % g.kW;
-  Tap t;
-  t.plane = g.x + c * g.H * g.W;
-  t.off_h = kh * g.dH - g.pad_t;
-  t.off_w = kw * g.dW - g.pad_l;
-  direct::valid_range(t.off_w, g.sW, g.W, g.Wo, t.ow_lo, t.ow_hi);
-  return t;
-}
 
 // dst[0 .. len) = the row-ih samples read by output columns ow .. ow+len of tap t (0 outside).
 inline void gather_run(const Im2col& g, const Tap& t, int64_t ih, int64_t ow, int64_t len,
@@ -67,72 +51,21 @@ inline void gather_run(const Im2col& g, const Tap& t, int64_t ih, int64_t ow, in
 
 namespace {
 
-// One piece of a B block's columns: output columns ow .. ow+len of output row oh, which land at
-// lanes dst .. dst+len of one NR panel row (dst counts floats from the block start for k row 0;
-// row kk adds kk * NR). Pieces never cross an output row or a panel, so len <= NR.
-struct Piece {
-  int64_t dst, oh, ow, len;
-};
-
-// Copies len samples row[ow * sW + i * sW] (i < len) to d, all inside the row.
-inline void copy_run(const float* row, int64_t sW, int64_t len, float* d) {
-  if (sW == 1) {
-    for (int64_t i = 0; i < len; ++i) d[i] = row[i];
-  } else if (sW == 2) {
-    for (int64_t i = 0; i < len; ++i) d[i] = row[2 * i];
-  } else {
-    for (int64_t i = 0; i < len; ++i) d[i] = row[i * sW];
+// Copies len samples row[i * sW] (i < len) to d.
+struct CopyRunPortable {
+  void operator()(const float* row, int64_t sW, int64_t len, float* d) const {
+    if (sW == 1) {
+      for (int64_t i = 0; i < len; ++i) d[i] = row[i];
+    } else {
+      for (int64_t i = 0; i < len; ++i) d[i] = row[i * sW];
+    }
   }
-}
+};
 
 }  // namespace
 
 void pack_im2col(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  if (g.kH == 1 && g.kW == 1 && g.Ho == 1 && g.H == 1 && g.sW == 1 && g.pad_l == 0) {
-    gemm::pack_b_rows(g.x, g.W, k0, kc, j0, nc, dst);  // 1x1 stride 1: col is x itself
-    return;
-  }
-  // The pieces depend only on the columns, so they are found once for every k row. A block has at
-  // most nc / NR + 1 panel breaks and nc / Wo + 1 row breaks, hence at most 2 nc + 2 pieces.
-  constexpr int64_t kMaxPieces = 2 * gemm::NC + 2;
-  Piece pieces[kMaxPieces];
-  int64_t np = 0;
-  {
-    int64_t j = j0, oh = j / g.Wo, ow = j % g.Wo;
-    while (j < j0 + nc && np < kMaxPieces) {
-      const int64_t lane = (j - j0) % NR;
-      const int64_t len = std::min({g.Wo - ow, j0 + nc - j, NR - lane});
-      pieces[np++] = {((j - j0) / NR) * kc * NR + lane, oh, ow, len};
-      j += len;
-      ow += len;
-      if (ow == g.Wo) ow = 0, ++oh;
-    }
-  }
-  const int64_t tail = nc % NR;  // unused lanes of the last panel
-  for (int64_t kk = 0; kk < kc; ++kk) {
-    const Tap t = tap(g, k0 + kk);
-    float* dk = dst + kk * NR;
-    for (int64_t i = 0; i < np; ++i) {
-      const Piece& pc = pieces[i];
-      float* d = dk + pc.dst;
-      const int64_t ih = pc.oh * g.sH + t.off_h;
-      if (ih < 0 || ih >= g.H) {
-        std::fill_n(d, pc.len, 0.f);
-        continue;
-      }
-      const float* row = t.plane + ih * g.W + t.off_w;
-      if (pc.ow >= t.ow_lo && pc.ow + pc.len <= t.ow_hi) {  // inside the row: a plain copy
-        copy_run(row + pc.ow * g.sW, g.sW, pc.len, d);
-        continue;
-      }
-      const int64_t a = std::clamp(t.ow_lo - pc.ow, int64_t{0}, pc.len);
-      const int64_t b = std::clamp(t.ow_hi - pc.ow, a, pc.len);
-      std::fill_n(d, a, 0.f);
-      copy_run(row + (pc.ow + a) * g.sW, g.sW, b - a, d + a);
-      std::fill_n(d + b, pc.len - b, 0.f);
-    }
-    if (tail) std::fill_n(dst + (nc / NR) * kc * NR + kk * NR + tail, NR - tail, 0.f);
-  }
+  pack_im2col_rows(g, k0, kc, j0, nc, dst, CopyRunPortable{});
 }
 
 void gather_col_row(const Im2col& g, int64_t k, int64_t q0, int64_t qc, float* dst) {

@@ -1,13 +1,16 @@
-// AVX2 packs of the weight-gradient GEMM (contracts in im2col_pack.h). Both of its operands are
-// transposed while packed (the reduction index q runs along the rows of gy and of col), so they
-// go through registers 8 x 8 at a time: 8 row loads, a 24-shuffle transpose, 8 stores — instead of
-// one scalar load and store per element. Compiled with -mavx2 -mfma only.
+// AVX2 packs (contracts in im2col_pack.h). Compiled with -mavx2 -mfma only.
+// - Forward B blocks: runs of up to NR samples copied 8 at a time; stride 2 (strided layers, the
+//   7x7 stem) takes the even samples of two overlapping loads with two shuffles.
+// - The weight-gradient GEMM's operands are transposed while packed (the reduction index q runs
+//   along the rows of gy and of col), so they go through registers 8 x 8 at a time: 8 row loads, a
+//   24-shuffle transpose, 8 stores — instead of one scalar load and store per element.
 #include <immintrin.h>
 
 #include <algorithm>
 
 #include "kernels/gemm/gemm.h"
 #include "kernels/pack/im2col_pack.h"
+#include "kernels/pack/im2col_pack_impl.h"
 
 namespace convkit::kernels::pack {
 
@@ -40,7 +43,33 @@ inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+// d[i] = row[i * sW] for i < len, 8 at a time for strides 1 and 2. Reads only row[0 .. (len-1) sW].
+struct CopyRunAvx2 {
+  void operator()(const float* row, int64_t sW, int64_t len, float* d) const {
+    int64_t i = 0;
+    if (sW == 1) {
+      for (; i + 8 <= len; i += 8) _mm256_storeu_ps(d + i, _mm256_loadu_ps(row + i));
+    } else if (sW == 2) {
+      for (; i + 8 <= len; i += 8) {
+        // lo = row[2i .. 2i+8), hi = row[2i+7 .. 2i+15): the evens 2i .. 2i+14 without reading
+        // past the last one. Per 128-bit lane take lo[0], lo[2], hi[1], hi[3] (offsets
+        // {0,2,8,10 | 4,6,12,14}), then swap the middle 64-bit pairs.
+        const __m256 lo = _mm256_loadu_ps(row + 2 * i), hi = _mm256_loadu_ps(row + 2 * i + 7);
+        const __m256 mix = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 2, 0));
+        _mm256_storeu_ps(d + i,
+                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mix), 0xD8)));
+      }
+    }
+    for (; i < len; ++i) d[i] = row[i * sW];
+  }
+};
+
 }  // namespace
+
+void pack_im2col__avx2(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                       float* dst) {
+  pack_im2col_rows(g, k0, kc, j0, nc, dst, CopyRunAvx2{});
+}
 
 void pack_a_gy__avx2(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
                      int64_t q0, int64_t qc, float* dst) {
@@ -84,7 +113,7 @@ void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, in
       if (kk < cols)
         gather_col_row(g, k0 + s + kk, q0, qc, tmp[kk]);
       else
-        std::fill_n(tmp[kk], qc, 0.f);
+        zero_run(tmp[kk], qc);
     }
     float* panel = dst + (s / NR) * qc * NR;
     int64_t q = 0;
