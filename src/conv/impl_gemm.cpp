@@ -45,12 +45,6 @@ int64_t kdim(const ConvParams& p) {
   return p.Cg() * p.kH * p.kW;
 }
 
-bool all_finite(const float* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(v[i])) return false;
-  return true;
-}
-
 void note_fallback(const char* pass, const char* what) {
   if (verbose_enabled())
     std::fprintf(stderr,
@@ -242,9 +236,22 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
 
 // ---- backward weight --------------------------------------------------------------------------
 
+// The reduction over q = (image, output pixel) is cut into this many fixed chunks when gw is small
+// next to it (Og <= Q / 64): each chunk's partial gw goes to the workspace and the partials are
+// added in chunk order, so gy and col are packed once in all, not once per block of gw columns.
+// The count depends only on the shape (never on threads), so the bits do not either. Otherwise
+// (1): threads split gw's columns and every one packs all of gy.
+int64_t q_chunks(const ConvParams& p) {
+  const int64_t Q = p.N * p.Ho * p.Wo;
+  if (p.Og() * 64 > Q) return 1;
+  return std::min<int64_t>(8, (Q + KC - 1) / KC);
+}
+
 std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
-  return static_cast<std::size_t>(nt) *
-         base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
+  const int64_t chunks = q_chunks(p);
+  const std::size_t partials = chunks > 1 ? base::align_floats(chunks * p.O * kdim(p)) : 0;
+  return partials + static_cast<std::size_t>(nt) *
+                        base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
 }
 
 template <const GemmOps* Ops>
@@ -258,7 +265,47 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     return;
   }
   const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, Q = p.N * P, G = p.groups;
-  const int64_t per_thread = bwd_weight_ws(p, nthreads) / nthreads;
+  const int64_t chunks = q_chunks(p);
+  float* partials = ws;  // (chunks, G, Og, K) when chunks > 1
+  float* thread_ws = ws + (chunks > 1 ? base::align_floats(chunks * p.O * K) : 0);
+  const int64_t per_thread = base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
+  // gw_g(:, k0 .. k1) (or chunk c's partial of it) over q in [q0, q1): C = gy_g . col^T.
+  auto gemm = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, int64_t k0, int64_t k1,
+                  float* c) {
+    const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
+    const float* gy0 = a.gy + g * Og * P;
+    float* abuf = bbuf + kBBlock;
+    kernels::gemm::gemm_columns(
+        Ops->uk, Og, q1 - q0, k0, k1, c, K, bbuf,
+        [&](int64_t qq, int64_t qc, int64_t kk0, int64_t nc, float* dst) {
+          Ops->pack_col_t(view, q0 + qq, qc, kk0, nc, dst);
+        },
+        [&](int64_t i0, int64_t mc, int64_t qq, int64_t qc) {
+          Ops->pack_gy(gy0, p.O * P, P, i0, mc, q0 + qq, qc, abuf);
+          return static_cast<const float*>(abuf);
+        },
+        [](int64_t, int64_t) {});
+  };
+  if (chunks > 1) {
+    const int64_t tasks = G * chunks;
+    const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
+    base::parallel_run(nt, [&](int tid, int n_threads) {
+      const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t g = t / chunks, c = t % chunks;
+        const auto [q0, q1] = base::split_range(Q, static_cast<int>(c), static_cast<int>(chunks));
+        gemm(thread_ws + tid * per_thread, g, q0, q1, 0, K, partials + (c * G + g) * Og * K);
+      }
+    });
+    // gw = partial 0 + partial 1 + ... in chunk order (O K floats per chunk: cheap, serial).
+    const int64_t n = p.O * K;
+    std::copy(partials, partials + n, a.gw);
+    for (int64_t c = 1; c < chunks; ++c) {
+      const float* part = partials + c * n;
+      for (int64_t i = 0; i < n; ++i) a.gw[i] += part[i];
+    }
+    return;
+  }
   // Tasks: (group, NR-aligned block of gw columns). Every task packs its group's gy in full (the A
   // operand, Og x N P), so a group gets only as many blocks as it takes to keep the threads busy.
   const int64_t per_group = std::max<int64_t>(1, (nthreads + G - 1) / G);
@@ -267,23 +314,11 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int64_t tasks = G * blocks;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
   base::parallel_run(nt, [&](int tid, int n_threads) {
-    float* bbuf = ws + tid * per_thread;
-    float* abuf = bbuf + kBBlock;
     const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t g = t / blocks, kb = t % blocks;
-      const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
-      const float* gy0 = a.gy + g * Og * P;
-      kernels::gemm::gemm_columns(
-          Ops->uk, Og, Q, kb * nb, std::min(K, (kb + 1) * nb), a.gw + g * Og * K, K, bbuf,
-          [&](int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst) {
-            Ops->pack_col_t(view, q0, qc, k0, nc, dst);
-          },
-          [&](int64_t i0, int64_t mc, int64_t q0, int64_t qc) {
-            Ops->pack_gy(gy0, p.O * P, P, i0, mc, q0, qc, abuf);
-            return static_cast<const float*>(abuf);
-          },
-          [](int64_t, int64_t) {});
+      gemm(thread_ws + tid * per_thread, g, 0, Q, kb * nb, std::min(K, (kb + 1) * nb),
+           a.gw + g * Og * K);
     }
   });
 }

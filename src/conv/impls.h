@@ -20,6 +20,8 @@ extern const Impl gemm_fwd_generic, gemm_bwd_data_generic, gemm_bwd_weight_gener
 // Shared reasons and helpers.
 // Null when the padding reads zeros (mode zeros, or constant 0); fast paths handle only that.
 const char* zero_padding_reason(const ConvParams& p);
+// True when none of v[0 .. n) is Inf or NaN.
+bool all_finite(const float* v, int64_t n);
 // gb (O) = sum over n, oh, ow of gy (N, O, Ho, Wo), each channel summed in a fixed order.
 void bias_grad(const ConvParams& p, const float* gy, float* gb, int nthreads);
 

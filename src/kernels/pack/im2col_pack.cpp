@@ -27,30 +27,6 @@ Im2col im2col_view(const ConvParams& p, const float* x, int64_t n, int64_t g) {
 
 namespace {
 
-// dst[0 .. len) = the row-ih samples read by output columns ow .. ow+len of tap t (0 outside).
-inline void gather_run(const Im2col& g, const Tap& t, int64_t ih, int64_t ow, int64_t len,
-                       float* dst, int64_t dst_stride) {
-  if (ih < 0 || ih >= g.H) {
-    for (int64_t i = 0; i < len; ++i) dst[i * dst_stride] = 0.f;
-    return;
-  }
-  const float* row = t.plane + ih * g.W + t.off_w;
-  const int64_t a = std::clamp(t.ow_lo - ow, int64_t{0}, len);
-  const int64_t b = std::clamp(t.ow_hi - ow, a, len);
-  int64_t i = 0;
-  for (; i < a; ++i) dst[i * dst_stride] = 0.f;
-  if (dst_stride == 1 && g.sW == 1) {
-    for (; i < b; ++i) dst[i] = row[ow + i];  // at most NR floats: inline, no memcpy call
-  } else {
-    for (; i < b; ++i) dst[i * dst_stride] = row[(ow + i) * g.sW];
-  }
-  for (; i < len; ++i) dst[i * dst_stride] = 0.f;
-}
-
-}  // namespace
-
-namespace {
-
 // Copies len samples row[i * sW] (i < len) to d.
 struct CopyRunPortable {
   void operator()(const float* row, int64_t sW, int64_t len, float* d) const {
@@ -68,28 +44,10 @@ void pack_im2col(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc
   pack_im2col_rows(g, k0, kc, j0, nc, dst, CopyRunPortable{});
 }
 
-void gather_col_row(const Im2col& g, int64_t k, int64_t q0, int64_t qc, float* dst) {
-  const int64_t P = g.Ho * g.Wo;
-  Tap t = tap(g, k);
-  const float* plane0 = t.plane;
-  int64_t q = q0, n = q / P, j = q % P, oh = j / g.Wo, ow = j % g.Wo;
-  while (q < q0 + qc) {
-    t.plane = plane0 + n * g.image_stride;
-    const int64_t len = std::min(g.Wo - ow, q0 + qc - q);
-    gather_run(g, t, oh * g.sH + t.off_h, ow, len, dst + (q - q0), 1);
-    q += len;
-    ow += len;
-    if (ow == g.Wo) {
-      ow = 0;
-      if (++oh == g.Ho) oh = 0, ++n;
-    }
-  }
-}
-
 void pack_im2col_t(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst) {
   float row[gemm::KC];  // qc <= KC
   for (int64_t kk = 0; kk < nc; ++kk) {
-    gather_col_row(g, k0 + kk, q0, qc, row);
+    gather_col_row_with(g, k0 + kk, q0, qc, row, CopyRunPortable{});
     float* col = dst + (kk / NR) * qc * NR + kk % NR;  // element (q, kk) at col[(q - q0) * NR]
     for (int64_t q = 0; q < qc; ++q) col[q * NR] = row[q];
   }

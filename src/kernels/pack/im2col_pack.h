@@ -28,9 +28,6 @@ void pack_im2col(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc
 // NR-column panels.
 void pack_im2col_t(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst);
 
-// Row k of colT over q0 .. q0+qc (the stacked columns of every image, as above): dst[q - q0].
-void gather_col_row(const Im2col& g, int64_t k, int64_t q0, int64_t qc, float* dst);
-
 // AVX2 versions of pack_im2col, pack_im2col_t and pack_a_gy (same contracts, same results bit for
 // bit: they only move floats); call only when base::use_avx2(). qc <= gemm::KC.
 void pack_im2col__avx2(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);

@@ -111,7 +111,7 @@ void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, in
     const int64_t cols = std::min(NR, nc - s);
     for (int64_t kk = 0; kk < NR; ++kk) {
       if (kk < cols)
-        gather_col_row(g, k0 + s + kk, q0, qc, tmp[kk]);
+        gather_col_row_with(g, k0 + s + kk, q0, qc, tmp[kk], CopyRunAvx2{});
       else
         zero_run(tmp[kk], qc);
     }

@@ -36,6 +36,37 @@ inline void zero_run(float* d, int64_t len) {
   for (int64_t i = 0; i < len; ++i) d[i] = 0.f;
 }
 
+// Row k of colT (see pack_im2col_t) over q0 .. q0+qc into dst[q - q0], with copy(row, sW, len,
+// d) as below.
+template <typename CopyRun>
+void gather_col_row_with(const Im2col& g, int64_t k, int64_t q0, int64_t qc, float* dst,
+                         CopyRun copy) {
+  const int64_t P = g.Ho * g.Wo;
+  const Tap t = tap(g, k);
+  int64_t q = q0, n = q / P, j = q % P, oh = j / g.Wo, ow = j % g.Wo;
+  while (q < q0 + qc) {
+    const int64_t len = std::min(g.Wo - ow, q0 + qc - q);  // a run inside output row oh
+    float* d = dst + (q - q0);
+    const int64_t ih = oh * g.sH + t.off_h;
+    if (ih < 0 || ih >= g.H) {
+      zero_run(d, len);
+    } else {
+      const float* row = t.plane + n * g.image_stride + ih * g.W + t.off_w;
+      const int64_t a = std::clamp(t.ow_lo - ow, int64_t{0}, len);
+      const int64_t b = std::clamp(t.ow_hi - ow, a, len);
+      zero_run(d, a);
+      copy(row + (ow + a) * g.sW, g.sW, b - a, d + a);
+      zero_run(d + b, len - b);
+    }
+    q += len;
+    ow += len;
+    if (ow == g.Wo) {
+      ow = 0;
+      if (++oh == g.Ho) oh = 0, ++n;
+    }
+  }
+}
+
 // One run of a B block's columns inside one output row: output columns ow .. ow+len of row oh,
 // block columns at .. at+len.
 struct Segment {
