@@ -54,7 +54,7 @@ void note_fallback(const char* pass, const char* what) {
 }
 
 // The kernels one ISA brings: the micro-kernel and the packs of the forward B blocks (im2col) and
-// of the weight-gradient operands (col^T and gy, transposed while packed).
+// of the weight-gradient operands (col^T and gy, transposed while packed), and col2im.
 struct GemmOps {
   MicroKernel uk;
   void (*pack_col)(const pk::Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
@@ -62,11 +62,32 @@ struct GemmOps {
                      float* dst);
   void (*pack_gy)(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
                   int64_t q0, int64_t qc, float* dst);
+  void (*col2im)(const pk::Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc,
+                 int64_t j0, int64_t nc, float* gx);
 };
 constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma, pk::pack_im2col__avx2,
-                        pk::pack_im2col_t__avx2, pk::pack_a_gy__avx2};
+                        pk::pack_im2col_t__avx2, pk::pack_a_gy__avx2, pk::col2im_add__avx2};
 constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic, pk::pack_im2col,
-                           pk::pack_im2col_t, pk::pack_a_gy};
+                           pk::pack_im2col_t, pk::pack_a_gy, pk::col2im_add};
+
+// Packs a whole M x K matrix, A(i, k) = at(i, k), as the GEMM's A operand: K-blocks of KC (block
+// pc at dst + pc * Mp, Mp = M rounded up to MR), each MR-row panels (panel r at + r * kc), zero
+// rows past M. packed_a_at finds the (i0, k0) block's first panel.
+template <typename At>
+void pack_a_whole(int64_t M, int64_t K, At&& at, float* dst) {
+  const int64_t Mp = round_up(M, MR);
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = std::min(KC, K - pc);
+    float* d = dst + pc * Mp;
+    for (int64_t r = 0; r < Mp; r += MR)
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t i = 0; i < MR; ++i)
+          d[r * kc + k * MR + i] = r + i < M ? at(r + i, pc + k) : 0.f;
+  }
+}
+inline const float* packed_a_at(const float* a, int64_t M, int64_t K, int64_t i0, int64_t k0) {
+  return a + k0 * round_up(M, MR) + i0 * std::min(KC, K - k0);
+}
 
 // ---- forward ----------------------------------------------------------------------------------
 
@@ -88,14 +109,8 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
   const int64_t Mp = round_up(Og, MR);
   float* wpack = ws;  // (G, K-blocks of Mp x kc)
   for (int64_t g = 0; g < G; ++g)
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
-      float* dst = wpack + g * Mp * K + pc * Mp;
-      for (int64_t r = 0; r < Mp; r += MR)
-        for (int64_t k = 0; k < kc; ++k)
-          for (int64_t i = 0; i < MR; ++i)
-            dst[r * kc + k * MR + i] = r + i < Og ? weight(g, r + i, pc + k) : 0.f;
-    }
+    pack_a_whole(
+        Og, K, [&](int64_t i, int64_t k) { return weight(g, i, k); }, wpack + g * Mp * K);
   float* bbufs = ws + base::align_floats(packed_w_floats(p));
   // Tasks: (group, image, column block); at least two per thread when planes are few.
   const int64_t planes = G * p.N;
@@ -117,9 +132,7 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
           [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
             ops.pack_col(view, k0, kc, jc, nc, dst);
           },
-          [&](int64_t i0, int64_t, int64_t k0, int64_t) {
-            return static_cast<const float*>(wg + k0 * Mp + i0 * std::min(KC, K - k0));
-          },
+          [&](int64_t i0, int64_t, int64_t k0, int64_t) { return packed_a_at(wg, Og, K, i0, k0); },
           [&](int64_t jc, int64_t nc) {
             if (!b) return;
             for (int64_t o = 0; o < Og; ++o) {
@@ -159,12 +172,24 @@ ConvParams transposed(const ConvParams& p) {
   return q;
 }
 
+// Stride > 1: input channels per dcol block (whole channels, about MC rows of dcol).
+int64_t dcol_channels(const ConvParams& p) {
+  return std::max<int64_t>(1, kernels::gemm::MC / (p.kH * p.kW));
+}
+
+// Stride > 1: floats of one channel block's rows of w_g^T, packed whole (Og long).
+int64_t dcol_a_floats(const ConvParams& p) {
+  return packed_a_floats(dcol_channels(p) * p.kH * p.kW, p.Og());
+}
+
 std::size_t bwd_data_ws(const ConvParams& p, int nt) {
   if (p.sH == 1 && p.sW == 1) return fwd_ws(transposed(p), nt);
-  // Per thread: a packed B block (gy, Og x kDcolCols), a packed A block and a dcol block.
+  // Per thread: a packed B block (gy, Og x kDcolCols), the packed rows of w_g^T of each of its
+  // channel blocks and a dcol block.
+  const int64_t blocks = ((p.Cg() + nt - 1) / nt + dcol_channels(p) - 1) / dcol_channels(p);
   return static_cast<std::size_t>(nt) *
-         base::align_floats(packed_b_floats(KC, kDcolCols) +
-                            packed_a_floats(kernels::gemm::MC, KC) + kdim(p) * kDcolCols);
+         base::align_floats(packed_b_floats(KC, kDcolCols) + blocks * dcol_a_floats(p) +
+                            dcol_channels(p) * p.kH * p.kW * kDcolCols);
 }
 
 void bwd_data_s1(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, float* ws, int nt) {
@@ -180,43 +205,58 @@ void bwd_data_s1(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, flo
       nullptr, a.gx, ws, nt);
 }
 
-// Stride > 1: each thread owns a range of input channels c (rows c kH kW .. of dcol), computes
-// those dcol rows for every column block in order and scatters them into its own gx planes.
-void bwd_data_strided(MicroKernel uk, const ConvParams& p, const ConvArgs& a, float* ws,
+// Stride > 1: each thread owns a range of input channels c (rows c kH kW .. of dcol): per group it
+// packs its rows of w_g^T once (each block of channels apart, so blocks start on a panel); then for
+// every image, block of whole channels (about MC rows) and block of columns it computes those dcol
+// rows and scatters them into its own gx planes at once, while the dcol block (<= 150 KB) and the
+// channels' planes are still in L2. Every gx element gets its terms in (column block, tap) order
+// whatever the blocking, so threads do not change the bits.
+void bwd_data_strided(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, float* ws,
                       int nthreads) {
   const int64_t Cg = p.Cg(), Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, khw = p.kH * p.kW;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, Cg));
+  const int64_t cb = dcol_channels(p), ablock = dcol_a_floats(p);
+  const int64_t blocks = ((Cg + nthreads - 1) / nthreads + cb - 1) / cb;  // per thread, at most
   const int64_t per_thread = bwd_data_ws(p, nthreads) / nthreads;
   base::parallel_run(nt, [&](int tid, int n_threads) {
     float* bbuf = ws + tid * per_thread;
-    float* abuf = bbuf + packed_b_floats(KC, kDcolCols);
-    float* dcol = abuf + packed_a_floats(kernels::gemm::MC, KC);
+    float* apack = bbuf + packed_b_floats(KC, kDcolCols);  // (blocks, ablock)
+    float* dcol = apack + blocks * ablock;
     const auto [c0, c1] = base::split_range(Cg, tid, n_threads);
     if (c0 == c1) return;
-    const int64_t r0 = c0 * khw, rows = (c1 - c0) * khw;
-    for (int64_t n = 0; n < p.N; ++n)
-      for (int64_t g = 0; g < p.groups; ++g) {
+    for (int64_t g = 0; g < p.groups; ++g) {
+      const float* wg = a.w + g * Og * K;  // A = w_g^T: A(r, o) = wg[o K + r]
+      for (int64_t cc = c0; cc < c1; cc += cb) {
+        const int64_t r0 = cc * khw, mrows = (std::min(c1, cc + cb) - cc) * khw;
+        pack_a_whole(
+            mrows, Og, [&](int64_t i, int64_t o) { return wg[o * K + r0 + i]; },
+            apack + (cc - c0) / cb * ablock);
+      }
+      for (int64_t n = 0; n < p.N; ++n) {
         float* gxg = a.gx + (n * p.C + g * Cg) * p.H * p.W;
         std::fill(gxg + c0 * p.H * p.W, gxg + c1 * p.H * p.W, 0.f);
         const pk::Im2col view = pk::im2col_view(p, gxg, 0, 0);
         const float* gyg = a.gy + (n * p.O + g * Og) * P;  // (Og, P)
-        const float* wg = a.w + g * Og * K;                // A = w_g^T: A(k, o) = wg[o K + k]
-        for (int64_t jb = 0; jb < P; jb += kDcolCols) {
-          const int64_t ncols = std::min(kDcolCols, P - jb);
-          // dcol (rows x ncols) = A(r0 .. r0+rows, :) . gy_g(:, jb .. jb+ncols)
-          kernels::gemm::gemm_columns(
-              uk, rows, Og, 0, ncols, dcol, ncols, bbuf,
-              [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
-                kernels::gemm::pack_b_rows(gyg, P, k0, kc, jb + jc, nc, dst);
-              },
-              [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
-                pk::pack_a_strided(wg, 1, K, r0 + i0, mc, k0, kc, abuf);
-                return static_cast<const float*>(abuf);
-              },
-              [](int64_t, int64_t) {});
-          pk::col2im_add(view, dcol, ncols, r0, rows, jb, ncols, gxg);
+        for (int64_t cc = c0; cc < c1; cc += cb) {
+          const int64_t r0 = cc * khw, mrows = (std::min(c1, cc + cb) - cc) * khw;
+          const float* ablk = apack + (cc - c0) / cb * ablock;
+          for (int64_t jb = 0; jb < P; jb += kDcolCols) {
+            const int64_t ncols = std::min(kDcolCols, P - jb);
+            // dcol (mrows x ncols) = A(i0 .. i0+mrows, :) . gy_g(:, jb .. jb+ncols)
+            kernels::gemm::gemm_columns(
+                ops.uk, mrows, Og, 0, ncols, dcol, ncols, bbuf,
+                [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+                  kernels::gemm::pack_b_rows(gyg, P, k0, kc, jb + jc, nc, dst);
+                },
+                [&](int64_t ib, int64_t, int64_t k0, int64_t) {
+                  return packed_a_at(ablk, mrows, Og, ib, k0);
+                },
+                [](int64_t, int64_t) {});
+            ops.col2im(view, dcol, ncols, r0, mrows, jb, ncols, gxg);
+          }
         }
       }
+    }
   });
 }
 
@@ -231,7 +271,7 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   if (p.sH == 1 && p.sW == 1)
     bwd_data_s1(*Ops, p, a, ws, nt);
   else
-    bwd_data_strided(Ops->uk, p, a, ws, nt);
+    bwd_data_strided(*Ops, p, a, ws, nt);
 }
 
 // ---- backward weight --------------------------------------------------------------------------

@@ -102,6 +102,9 @@ std::vector<ConvParams> edge_shapes() {
       make(1, 7, 4, 4, 3, 4, 4),                // kernel equal to input
       make(1, 3, 21, 21, 10, 3, 3, 1, 1),       // Winograd 4x4 tiles + edge
       make(2, 4, 6, 7, 9, 3, 3, 1, 0),          // Winograd, valid
+      make(1, 13, 11, 12, 4, 5, 5, 2, 2),  // stride-2 bwd_data: 5-channel dcol blocks (125 rows)
+      make(2, 5, 15, 16, 3, 7, 7, 2, 3),   // 7x7 stride 2: 2-channel dcol blocks (98 rows)
+      make(1, 40, 9, 9, 5, 3, 3, 2, 1),    // 3x3 stride 2: 16-channel blocks and a tail
   };
   ConvParams four = make(1, 3, 10, 12, 6, 3, 3);
   four.pad_t = 0, four.pad_b = 2, four.pad_l = 1, four.pad_r = 3;

@@ -64,6 +64,16 @@ TEST(Pack, Avx2PacksEqualPortableOnes) {
             << c.s << " q0 " << q0 << " k0 " << k0;
       }
     }
+    {  // col2im of a (K x P1) block of image 0 into gx planes (C, H, W)
+      const int64_t j0 = P1 / 4, nc = P1 - j0;
+      const auto dcol = random_floats(rng, K * nc);
+      std::vector<float> want = random_floats(rng, p.C * p.H * p.W), got = want;
+      col2im_add(view, dcol.data(), nc, 0, K, j0, nc, want.data());
+      col2im_add__avx2(view, dcol.data(), nc, 0, K, j0, nc, got.data());
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+          << "col2im N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " k" << c.k << " s"
+          << c.s;
+    }
     // gy (N, O, Ho, Wo) with O = 13 rows: A blocks of 13 - i0 rows (MR tails), q across images.
     const int64_t O = 13, P = p.Ho * p.Wo;
     const auto gy = random_floats(rng, p.N * O * P);

@@ -92,25 +92,10 @@ void pack_a_gy(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, in
 
 void col2im_add(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc, int64_t j0,
                 int64_t nc, float* gx) {
-  for (int64_t kk = 0; kk < kc; ++kk) {
-    const Tap t = tap(g, k0 + kk);
-    float* plane = gx + (t.plane - g.x);
-    const float* src = dcol + kk * ld;
-    int64_t j = j0;
-    int64_t oh = j / g.Wo, ow = j % g.Wo;
-    while (j < j0 + nc) {
-      const int64_t len = std::min(g.Wo - ow, j0 + nc - j);
-      const int64_t ih = oh * g.sH + t.off_h;
-      if (ih >= 0 && ih < g.H) {
-        float* row = plane + ih * g.W + t.off_w;
-        const int64_t a = std::max(t.ow_lo, ow), b = std::min(t.ow_hi, ow + len);
-        for (int64_t o = a; o < b; ++o) row[o * g.sW] += src[j - j0 + (o - ow)];
-      }
-      j += len;
-      ow += len;
-      if (ow == g.Wo) ow = 0, ++oh;
-    }
-  }
+  col2im_add_with(g, dcol, ld, k0, kc, j0, nc, gx,
+                  [](float* row, int64_t sW, int64_t len, const float* src) {
+                    for (int64_t i = 0; i < len; ++i) row[i * sW] += src[i];
+                  });
 }
 
 }  // namespace convkit::kernels::pack

@@ -64,7 +64,39 @@ struct CopyRunAvx2 {
   }
 };
 
+// row[i * sW] += src[i] for i < len, 8 at a time for strides 1 and 2. Touches only row[0 ..
+// (len-1) sW]: for stride 2 the odd floats between are added 0 and written back unchanged (this
+// thread owns the whole row), and a block runs only while its 16 floats end inside the run.
+struct AddRunAvx2 {
+  void operator()(float* row, int64_t sW, int64_t len, const float* src) const {
+    int64_t i = 0;
+    if (sW == 1) {
+      for (; i + 8 <= len; i += 8)
+        _mm256_storeu_ps(row + i,
+                         _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(src + i)));
+    } else if (sW == 2) {
+      const __m256 zero = _mm256_setzero_ps();
+      for (; i + 8 < len; i += 8) {  // i + 8 < len: row[2i + 15] <= row[2 (len-1)]
+        const __m256 s = _mm256_loadu_ps(src + i);
+        const __m256 lo = _mm256_unpacklo_ps(s, zero), hi = _mm256_unpackhi_ps(s, zero);
+        // lo = {s0 0 s1 0 | s4 0 s5 0}, hi = {s2 0 s3 0 | s6 0 s7 0}
+        float* r = row + 2 * i;
+        _mm256_storeu_ps(r,
+                         _mm256_add_ps(_mm256_loadu_ps(r), _mm256_permute2f128_ps(lo, hi, 0x20)));
+        _mm256_storeu_ps(
+            r + 8, _mm256_add_ps(_mm256_loadu_ps(r + 8), _mm256_permute2f128_ps(lo, hi, 0x31)));
+      }
+    }
+    for (; i < len; ++i) row[i * sW] += src[i];
+  }
+};
+
 }  // namespace
+
+void col2im_add__avx2(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc,
+                      int64_t j0, int64_t nc, float* gx) {
+  col2im_add_with(g, dcol, ld, k0, kc, j0, nc, gx, AddRunAvx2{});
+}
 
 void pack_im2col__avx2(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                        float* dst) {

@@ -67,6 +67,31 @@ void gather_col_row_with(const Im2col& g, int64_t k, int64_t q0, int64_t qc, flo
   }
 }
 
+// col2im_add (contract in im2col_pack.h) with add(row, sW, len, src): row[i * sW] += src[i], i <
+// len.
+template <typename AddRun>
+void col2im_add_with(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc,
+                     int64_t j0, int64_t nc, float* gx, AddRun add) {
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const Tap t = tap(g, k0 + kk);
+    float* plane = gx + (t.plane - g.x);
+    const float* src = dcol + kk * ld;
+    int64_t j = j0, oh = j / g.Wo, ow = j % g.Wo;
+    while (j < j0 + nc) {
+      const int64_t len = std::min(g.Wo - ow, j0 + nc - j);
+      const int64_t ih = oh * g.sH + t.off_h;
+      if (ih >= 0 && ih < g.H) {
+        const int64_t a = std::max(t.ow_lo, ow), b = std::min(t.ow_hi, ow + len);
+        if (a < b)
+          add(plane + ih * g.W + t.off_w + a * g.sW, g.sW, b - a, src + (j - j0) + (a - ow));
+      }
+      j += len;
+      ow += len;
+      if (ow == g.Wo) ow = 0, ++oh;
+    }
+  }
+}
+
 // One run of a B block's columns inside one output row: output columns ow .. ow+len of row oh,
 // block columns at .. at+len.
 struct Segment {
