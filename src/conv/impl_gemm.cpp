@@ -8,12 +8,13 @@
 //                stride > 1: dcol (K x P) = w_g^T . gy_ng, block by block, scattered by col2im
 //   bwd_weight   gw_g (Og x K) = gy_g (Og x N P) . col^T (N P x K), the reduction over all images
 //
-// Threads split output columns (forward: (group, image, column block) tasks; bwd_data stride > 1:
-// input channels; bwd_weight: gw columns) and never a reduction, and KC is fixed, so every output
-// is the same sum in the same order whatever the thread count.
-// Workspace: the packed weights plus one KC x NC B block per thread (bwd_data stride > 1 adds a
-// per-thread dcol block) — far below the full im2col buffer.
-#include <cmath>
+// Threads split outputs (forward: (group, image, column block) tasks; bwd_data stride > 1: input
+// channels; bwd_weight: gw columns, or fixed chunks of the reduction whose partials are added in
+// chunk order), and KC is fixed, so every output is the same sum in the same order whatever the
+// thread count.
+// Workspace: the packed weights plus one KC x NC B block per thread (bwd_data stride > 1 adds the
+// thread's packed rows of w^T and an L2-sized dcol block; bwd_weight in chunks adds the partial
+// gw) — far below the full im2col buffer.
 #include <cstdio>
 
 #include "base/aligned.h"
