@@ -15,6 +15,7 @@
 // Workspace: the packed weights plus one KC x NC B block per thread (bwd_data stride > 1 adds the
 // thread's packed rows of w^T and an L2-sized dcol block; bwd_weight in chunks adds the partial
 // gw) — far below the full im2col buffer.
+#include <atomic>
 #include <cstdio>
 
 #include "base/aligned.h"
@@ -300,13 +301,16 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nthreads = base::threads_for(p.flops(), max_nt);
   if (a.gb) bias_grad(p, a.gy, a.gb, nthreads);
   if (!a.gw) return;
-  if (p.has_padding() && !all_finite(a.gy, p.N * p.O * p.Ho * p.Wo)) {
-    note_fallback("bwd_weight", "non-finite output gradients");
-    kernels::direct::bwd_weight(p, a.gy, a.x, a.gw, nullptr);
-    return;
-  }
   const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, Q = p.N * P, G = p.groups;
   const int64_t chunks = q_chunks(p);
+  // With padding, non-finite gy must run the direct loops (see note_fallback). In chunks, each
+  // task checks the slice of gy it is about to pack (in parallel, and the slice is then warm);
+  // otherwise gy is checked whole first.
+  auto fallback = [&] {
+    note_fallback("bwd_weight", "non-finite output gradients");
+    kernels::direct::bwd_weight(p, a.gy, a.x, a.gw, nullptr);
+  };
+  if (p.has_padding() && chunks == 1 && !all_finite(a.gy, p.N * p.O * P)) return fallback();
   float* partials = ws;  // (chunks, G, Og, K) when chunks > 1
   float* thread_ws = ws + (chunks > 1 ? base::align_floats(chunks * p.O * K) : 0);
   const int64_t per_thread = base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
@@ -330,14 +334,29 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   if (chunks > 1) {
     const int64_t tasks = G * chunks;
     const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
+    std::atomic<bool> non_finite{false};
     base::parallel_run(nt, [&](int tid, int n_threads) {
       const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t g = t / chunks, c = t % chunks;
         const auto [q0, q1] = base::split_range(Q, static_cast<int>(c), static_cast<int>(chunks));
+        if (p.has_padding()) {
+          bool finite = true;  // gy[n][g Og .. g Og + Og][j] for q = n P + j in [q0, q1)
+          for (int64_t q = q0; q < q1 && finite;) {
+            const int64_t n = q / P, j = q % P, len = std::min(P - j, q1 - q);
+            for (int64_t o = 0; o < Og && finite; ++o)
+              finite = all_finite(a.gy + (n * p.O + g * Og + o) * P + j, len);
+            q += len;
+          }
+          if (!finite) {
+            non_finite.store(true, std::memory_order_relaxed);
+            continue;
+          }
+        }
         gemm(thread_ws + tid * per_thread, g, q0, q1, 0, K, partials + (c * G + g) * Og * K);
       }
     });
+    if (non_finite.load()) return fallback();
     // gw = partial 0 + partial 1 + ... in chunk order (O K floats per chunk: cheap, serial).
     const int64_t n = p.O * K;
     std::copy(partials, partials + n, a.gw);
