@@ -49,6 +49,8 @@ TEST(ConvDeterminism, OneAndTwoThreadsGiveIdenticalBits) {
       make(4, 3, 40, 40, 8, 5, 5, 2, 2),           // stem-like: bwd_weight in fixed q chunks
       make(2, 48, 30, 30, 48, 3, 3, 1, 1, 1, 48),  // depthwise
       make(1, 1, 300, 300, 1, 3, 3, 1, 1),         // single channel
+      make(32, 1, 28, 28, 6, 5, 5, 1, 2),          // LeNet (smallc: chunks cross images)
+      make(4, 3, 96, 90, 10, 3, 3, 2, 1),          // few channels, stride 2
   };
   std::mt19937 rng(99);
   int compared = 0;
