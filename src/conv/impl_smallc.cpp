@@ -224,6 +224,8 @@ std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
 }
 
 // Scratch stays well below the layer's im2col buffer (a quarter of it, or 1 MiB for small layers).
+// The dispatch checks it at one thread: a choice that depended on the thread count would change
+// the bits with it. (The per-thread parts are small: padded rows of a few channels.)
 bool within_budget(const ConvParams& p, std::size_t floats) {
   const double im2col = double(p.N) * double(p.C) * double(p.kH * p.kW) * double(p.Ho * p.Wo);
   return double(floats) <= std::max(0.25 * im2col, double(1 << 18));
@@ -242,19 +244,19 @@ const char* common_why_not(const ConvParams& p) {
 }
 const char* fwd_why_not(const ConvParams& p) {
   if (const char* why = common_why_not(p)) return why;
-  if (!within_budget(p, fwd_ws(p, base::max_threads()))) return "workspace over budget";
+  if (!within_budget(p, fwd_ws(p, 1))) return "workspace over budget";
   return nullptr;
 }
 const char* bwd_data_why_not(const ConvParams& p) {
   if (const char* why = common_why_not(p)) return why;
   if (p.sH != 1 || p.sW != 1) return "stride > 1";
   if (p.Og() * p.kH * p.kW > kMaxTaps) return "O/groups * kH * kW > 1024";
-  if (!within_budget(p, bwd_data_ws(p, base::max_threads()))) return "workspace over budget";
+  if (!within_budget(p, bwd_data_ws(p, 1))) return "workspace over budget";
   return nullptr;
 }
 const char* bwd_weight_why_not(const ConvParams& p) {
   if (const char* why = common_why_not(p)) return why;
-  if (!within_budget(p, bwd_weight_ws(p, base::max_threads()))) return "workspace over budget";
+  if (!within_budget(p, bwd_weight_ws(p, 1))) return "workspace over budget";
   return nullptr;
 }
 
