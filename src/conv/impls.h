@@ -8,6 +8,8 @@ namespace convkit::conv::impl {
 extern const Impl ref_fwd, ref_bwd_data, ref_bwd_weight;
 // Scalar direct loops for tiny problems: no workspace, no threads, no allocation.
 extern const Impl tiny_fwd, tiny_bwd_data, tiny_bwd_weight;
+// Direct kernels for few input and output channels per group (LeNet-like first layers).
+extern const Impl smallc_fwd_avx2, smallc_bwd_data_avx2, smallc_bwd_weight_avx2;
 // Direct kernels by output rows: depthwise, small groups, single channel (C/g * O/g <= 16).
 extern const Impl direct_fwd_avx2, direct_bwd_data_avx2, direct_bwd_weight_avx2;
 extern const Impl direct_fwd_generic, direct_bwd_data_generic, direct_bwd_weight_generic;
@@ -20,6 +22,8 @@ extern const Impl gemm_fwd_generic, gemm_bwd_data_generic, gemm_bwd_weight_gener
 // Shared reasons and helpers.
 // Null when the padding reads zeros (mode zeros, or constant 0); fast paths handle only that.
 const char* zero_padding_reason(const ConvParams& p);
+// True when none of v[0 .. n) is Inf or NaN.
+bool all_finite(const float* v, int64_t n);
 // gb (O) = sum over n, oh, ow of gy (N, O, Ho, Wo), each channel summed in a fixed order.
 void bias_grad(const ConvParams& p, const float* gy, float* gb, int nthreads);
 

@@ -46,10 +46,13 @@ TEST(ConvDeterminism, OneAndTwoThreadsGiveIdenticalBits) {
       make(2, 16, 20, 20, 24, 3, 3, 1, 2, 2),      // dilated (Winograd phases)
       make(2, 32, 21, 21, 32, 3, 3, 2, 1),         // stride 2 (bwd_data through col2im)
       make(3, 64, 14, 14, 40, 1, 1),               // 1x1
+      make(4, 3, 40, 40, 8, 5, 5, 2, 2),           // stem-like: bwd_weight in fixed q chunks
       make(2, 48, 30, 30, 48, 3, 3, 1, 1, 1, 48),  // depthwise
       make(1, 1, 300, 300, 1, 3, 3, 1, 1),         // single channel
       make(1, 96, 8, 8, 96, 3, 3, 1, 1),           // Winograd channel blocks
       make(3, 32, 17, 15, 24, 3, 3, 1, 3, 3),      // Winograd, dilation 3, tasks across images
+      make(32, 1, 28, 28, 6, 5, 5, 1, 2),          // LeNet (smallc: chunks cross images)
+      make(4, 3, 96, 90, 10, 3, 3, 2, 1),          // few channels, stride 2
   };
   std::mt19937 rng(99);
   int compared = 0;

@@ -102,11 +102,35 @@ std::vector<ConvParams> edge_shapes() {
       make(1, 7, 4, 4, 3, 4, 4),                // kernel equal to input
       make(1, 3, 21, 21, 10, 3, 3, 1, 1),       // Winograd 4x4 tiles + edge
       make(2, 4, 6, 7, 9, 3, 3, 1, 0),          // Winograd, valid
+      make(1, 13, 11, 12, 4, 5, 5, 2, 2),  // stride-2 bwd_data: 5-channel dcol blocks (125 rows)
+      make(2, 5, 15, 16, 3, 7, 7, 2, 3),   // 7x7 stride 2: 2-channel dcol blocks (98 rows)
+      make(1, 40, 9, 9, 5, 3, 3, 2, 1),    // 3x3 stride 2: 16-channel blocks and a tail
+      // Few channels (smallc): row tails, W < 8, output-channel blocks, strides, crops.
+      make(1, 1, 28, 28, 6, 5, 5, 1, 2),        // LeNet's first layer, N = 1 (28 = 3 * 8 + 4)
+      make(2, 1, 9, 5, 8, 5, 5, 1, 2),          // W < 8, O = 8: two blocks of 4
+      make(1, 3, 13, 17, 13, 3, 3, 1, 1),       // C = 3, O = 13: blocks 5 + 4 + 4
+      make(1, 1, 11, 19, 7, 7, 7, 1, 3),        // 7x7, O = 7
+      make(2, 3, 15, 21, 5, 3, 3, 2, 1),        // stride 2 (bwd_data: not smallc)
+      make(3, 1, 12, 11, 6, 5, 5, 2, 2),        // 5x5 stride 2, odd width
+      make(1, 2, 10, 16, 3, 3, 3),              // no padding, W a multiple of 8
+      make(1, 2, 12, 20, 4, 3, 3, 1, 2, 2),     // dilation 2
+      make(1, 4, 9, 10, 6, 3, 3, 1, 1, 1, 2),   // groups 2, C/g = 2
+      make(1, 1, 7, 3, 1, 3, 3, 1, 1),          // O = 1, W = 3
+      make(1, 2, 8, 12, 16, 3, 3, 1, 1),        // O = 16: three blocks
+      make(1, 1, 6, 9, 2, 3, 3, 1, 3),          // pad 3 > k - 1: bwd_data crops gy
+      make(2, 1, 9, 34, 5, 1, 5, 1, 2),         // 1x5, two full vectors and a tail of 2
+      make(1, 3, 23, 21, 64, 7, 7, 2, 3),       // the ResNet stem's kernel: O = 64 in 11 blocks
+      make(2, 4, 10, 9, 7, 3, 3, 3, 1),         // C = 4, stride 3
+      make(1, 8, 9, 11, 12, 3, 3, 1, 1, 1, 4),  // groups 4, C/g = 2, O/g = 3
   };
   ConvParams four = make(1, 3, 10, 12, 6, 3, 3);
   four.pad_t = 0, four.pad_b = 2, four.pad_l = 1, four.pad_r = 3;
   testing::finish(four);
   s.push_back(four);
+  ConvParams lopsided = make(2, 1, 11, 13, 5, 5, 3);  // smallc, four different pads
+  lopsided.pad_t = 2, lopsided.pad_b = 0, lopsided.pad_l = 0, lopsided.pad_r = 1;
+  testing::finish(lopsided);
+  s.push_back(lopsided);
   return s;
 }
 
@@ -235,8 +259,11 @@ TEST(ConvImpl, PortableFallbacksMatchNaive) {
 // double-precision direct sum is, and other outputs stay finite and accurate (Winograd falls back).
 TEST(ConvImpl, NonFiniteInputsPropagateLikeDirectConvolution) {
   using testing::make;
-  for (const auto& p : {make(1, 16, 12, 12, 16, 3, 3, 1, 1), make(2, 3, 9, 9, 4, 3, 3, 1, 1),
-                        make(1, 16, 13, 12, 16, 3, 3, 1, 2, 2)}) {
+  // The third shape's bwd_weight GEMM runs in q chunks (each checks its own slice of gy); the
+  // fourth is dilated (Winograd's padded-input path).
+  for (const auto& p :
+       {make(1, 16, 12, 12, 16, 3, 3, 1, 1), make(2, 3, 9, 9, 4, 3, 3, 1, 1),
+        make(2, 2, 16, 16, 2, 3, 3, 1, 1), make(1, 16, 13, 12, 16, 3, 3, 1, 2, 2)}) {
     std::mt19937 rng(5);
     auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
     auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);

@@ -19,9 +19,12 @@ void axpy(int64_t n, float a, const float* x, int64_t sx, float* y) {
   } else if (sx == 2) {
     const __m256 va = _mm256_set1_ps(a);
     for (; i + 8 <= n; i += 8) {
-      // Even elements of x[2i .. 2i+16): shuffle the two halves, then fix the lane order.
-      const __m256 lo = _mm256_loadu_ps(x + 2 * i), hi = _mm256_loadu_ps(x + 2 * i + 8);
-      const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+      // Even elements x[2i], ..., x[2i+14] without reading past the last one: lo = x[2i .. 2i+8),
+      // hi = x[2i+7 .. 2i+15); per 128-bit lane take lo[0], lo[2], hi[1], hi[3] (offsets
+      // {0,2,8,10 | 4,6,12,14}), then swap the middle 64-bit pairs. (Loading x[2i+8 .. 2i+16)
+      // read one float past the row, past the tensor at its very end: ASan caught it.)
+      const __m256 lo = _mm256_loadu_ps(x + 2 * i), hi = _mm256_loadu_ps(x + 2 * i + 7);
+      const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 2, 0));
       const __m256 xv = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8));
       _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
     }

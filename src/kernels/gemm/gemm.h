@@ -5,16 +5,18 @@
 //   A block  (mc x kc): ceil(mc / MR) panels, panel r holds a[k * MR + i] = A(r * MR + i, k)
 //   B block  (kc x nc): ceil(nc / NR) panels, panel s holds b[k * NR + j] = B(k, s * NR + j)
 // Block sizes for AMD Zen 3 (32 KiB L1d, 512 KiB L2 per core): a B micro-panel (KC x NR = 16 KiB)
-// stays in L1 while the A block (MC x KC = 144 KiB) streams from L2; the B block (KC x NC = 512
-// KiB) sits in L2/L3. The result of an element depends only on K and KC (the K blocks are summed in
-// order), never on MC, NC or how columns are split between threads.
+// stays in L1 while the A block (MC x KC = 144 KiB) streams from L2; the B block (KC x NC = 128
+// KiB) is packed just before use and stays in L2 beside the A block. (NC = 512 filled the whole L2
+// with B, so its panels came back from L3: 64x3136x256 ran at ~49 GFLOP/s on one core against
+// ~54 with NC = 128, min of 15.) The result of an element depends only on K and KC (the K blocks
+// are summed in order), never on MC, NC or how columns are split between threads.
 #pragma once
 #include <cstdint>
 
 namespace convkit::kernels::gemm {
 
 constexpr int64_t MR = 6, NR = 16;
-constexpr int64_t MC = 144, KC = 256, NC = 512;
+constexpr int64_t MC = 144, KC = 256, NC = 128;
 
 // Micro-kernel contract: for i < mr, j < nr,
 //   C(i, j) = (accumulate ? C(i, j) : 0) + sum_{k < kc} a[k * MR + i] * b[k * NR + j]

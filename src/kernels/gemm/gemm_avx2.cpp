@@ -1,5 +1,7 @@
 // f32_gemm_6x16__avx2_fma: 6 rows x 16 columns of C in 12 ymm accumulators; per k one 16-wide row
 // of B (2 loads), 6 broadcasts of A and 12 FMAs. Compiled with -mavx2 -mfma only.
+// The C tile's lines are prefetched before the k loop, so a tile that is not in cache (a large
+// output written once) arrives while the FMAs run instead of stalling the stores.
 #include <immintrin.h>
 
 #include "kernels/gemm/gemm.h"
@@ -14,6 +16,10 @@ void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* 
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int64_t i = 0; i < mr; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + nr - 1), _MM_HINT_T0);
+  }
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
     __m256 ai = _mm256_broadcast_ss(a + 0);

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/direct/direct.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/pack/im2col_pack_impl.h"
 
 namespace convkit::kernels::pack {
 
@@ -27,88 +27,29 @@ Im2col im2col_view(const ConvParams& p, const float* x, int64_t n, int64_t g) {
 
 namespace {
 
-// Decoded row k of col: the plane it reads and the tap offsets.
-struct Tap {
-  const float* plane;
-  int64_t off_h, off_w, ow_lo, ow_hi;  // valid output columns [ow_lo, ow_hi) for this tap
+// Copies len samples row[i * sW] (i < len) to d.
+struct CopyRunPortable {
+  void operator()(const float* row, int64_t sW, int64_t len, float* d) const {
+    if (sW == 1) {
+      for (int64_t i = 0; i < len; ++i) d[i] = row[i];
+    } else {
+      for (int64_t i = 0; i < len; ++i) d[i] = row[i * sW];
+    }
+  }
 };
-inline Tap tap(const Im2col& g, int64_t k) {
-  const int64_t khw = g.kH * g.kW;
-  const int64_t c = k / khw, r = k % khw, kh = r / g.kW, kw = r % g.kW;
-  Tap t;
-  t.plane = g.x + c * g.H * g.W;
-  t.off_h = kh * g.dH - g.pad_t;
-  t.off_w = kw * g.dW - g.pad_l;
-  direct::valid_range(t.off_w, g.sW, g.W, g.Wo, t.ow_lo, t.ow_hi);
-  return t;
-}
-
-// dst[0 .. len) = the row-ih samples read by output columns ow .. ow+len of tap t (0 outside).
-inline void gather_run(const Im2col& g, const Tap& t, int64_t ih, int64_t ow, int64_t len,
-                       float* dst, int64_t dst_stride) {
-  if (ih < 0 || ih >= g.H) {
-    for (int64_t i = 0; i < len; ++i) dst[i * dst_stride] = 0.f;
-    return;
-  }
-  const float* row = t.plane + ih * g.W + t.off_w;
-  const int64_t a = std::clamp(t.ow_lo - ow, int64_t{0}, len);
-  const int64_t b = std::clamp(t.ow_hi - ow, a, len);
-  int64_t i = 0;
-  for (; i < a; ++i) dst[i * dst_stride] = 0.f;
-  if (dst_stride == 1 && g.sW == 1) {
-    for (; i < b; ++i) dst[i] = row[ow + i];  // at most NR floats: inline, no memcpy call
-  } else {
-    for (; i < b; ++i) dst[i * dst_stride] = row[(ow + i) * g.sW];
-  }
-  for (; i < len; ++i) dst[i * dst_stride] = 0.f;
-}
 
 }  // namespace
 
 void pack_im2col(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  if (g.kH == 1 && g.kW == 1 && g.Ho == 1 && g.H == 1 && g.sW == 1 && g.pad_l == 0) {
-    gemm::pack_b_rows(g.x, g.W, k0, kc, j0, nc, dst);  // 1x1 stride 1: col is x itself
-    return;
-  }
-  for (int64_t kk = 0; kk < kc; ++kk) {
-    const Tap t = tap(g, k0 + kk);
-    int64_t j = j0;
-    int64_t oh = j / g.Wo, ow = j % g.Wo;
-    while (j < j0 + nc) {
-      // A run inside one output row and one NR panel.
-      const int64_t lane = (j - j0) % NR;
-      const int64_t len = std::min({g.Wo - ow, j0 + nc - j, NR - lane});
-      float* d = dst + ((j - j0) / NR) * kc * NR + kk * NR + lane;
-      gather_run(g, t, oh * g.sH + t.off_h, ow, len, d, 1);
-      j += len;
-      ow += len;
-      if (ow == g.Wo) ow = 0, ++oh;
-    }
-    const int64_t tail = nc % NR;  // zero the unused lanes of the last panel
-    if (tail) std::fill_n(dst + (nc / NR) * kc * NR + kk * NR + tail, NR - tail, 0.f);
-  }
+  pack_im2col_rows(g, k0, kc, j0, nc, dst, CopyRunPortable{});
 }
 
 void pack_im2col_t(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst) {
-  const int64_t P = g.Ho * g.Wo;
+  float row[gemm::KC];  // qc <= KC
   for (int64_t kk = 0; kk < nc; ++kk) {
-    Tap t = tap(g, k0 + kk);
+    gather_col_row_with(g, k0 + kk, q0, qc, row, CopyRunPortable{});
     float* col = dst + (kk / NR) * qc * NR + kk % NR;  // element (q, kk) at col[(q - q0) * NR]
-    int64_t q = q0;
-    int64_t n = q / P, j = q % P;
-    int64_t oh = j / g.Wo, ow = j % g.Wo;
-    const float* plane0 = t.plane;
-    while (q < q0 + qc) {
-      t.plane = plane0 + n * g.image_stride;
-      const int64_t len = std::min(g.Wo - ow, q0 + qc - q);
-      gather_run(g, t, oh * g.sH + t.off_h, ow, len, col + (q - q0) * NR, NR);
-      q += len;
-      ow += len;
-      if (ow == g.Wo) {
-        ow = 0;
-        if (++oh == g.Ho) oh = 0, ++n;
-      }
-    }
+    for (int64_t q = 0; q < qc; ++q) col[q * NR] = row[q];
   }
   const int64_t tail = nc % NR;
   if (tail)
@@ -151,25 +92,10 @@ void pack_a_gy(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, in
 
 void col2im_add(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc, int64_t j0,
                 int64_t nc, float* gx) {
-  for (int64_t kk = 0; kk < kc; ++kk) {
-    const Tap t = tap(g, k0 + kk);
-    float* plane = gx + (t.plane - g.x);
-    const float* src = dcol + kk * ld;
-    int64_t j = j0;
-    int64_t oh = j / g.Wo, ow = j % g.Wo;
-    while (j < j0 + nc) {
-      const int64_t len = std::min(g.Wo - ow, j0 + nc - j);
-      const int64_t ih = oh * g.sH + t.off_h;
-      if (ih >= 0 && ih < g.H) {
-        float* row = plane + ih * g.W + t.off_w;
-        const int64_t a = std::max(t.ow_lo, ow), b = std::min(t.ow_hi, ow + len);
-        for (int64_t o = a; o < b; ++o) row[o * g.sW] += src[j - j0 + (o - ow)];
-      }
-      j += len;
-      ow += len;
-      if (ow == g.Wo) ow = 0, ++oh;
-    }
-  }
+  col2im_add_with(g, dcol, ld, k0, kc, j0, nc, gx,
+                  [](float* row, int64_t sW, int64_t len, const float* src) {
+                    for (int64_t i = 0; i < len; ++i) row[i * sW] += src[i];
+                  });
 }
 
 }  // namespace convkit::kernels::pack

@@ -28,6 +28,19 @@ void pack_im2col(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc
 // NR-column panels.
 void pack_im2col_t(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc, float* dst);
 
+// AVX2 versions of pack_im2col, pack_im2col_t, pack_a_gy and col2im_add (same contracts, same
+// results bit for bit: the packs only move floats, and col2im adds into each element in the same
+// order as the portable one); call only when base::use_avx2(). qc <= gemm::KC.
+void pack_im2col__avx2(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
+void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc,
+                         float* dst);
+void col2im_add__avx2(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc,
+                      int64_t j0, int64_t nc, float* gx);
+void col2im_add__avx2(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc,
+                      int64_t j0, int64_t nc, float* gx);
+void pack_a_gy__avx2(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
+                     int64_t q0, int64_t qc, float* dst);
+
 // A block from a strided matrix: A(i, k) = src[i * rs + k * cs], rows i0 .. i0+mc, k0 .. k0+kc,
 // in MR-row panels (zero rows past mc).
 void pack_a_strided(const float* src, int64_t rs, int64_t cs, int64_t i0, int64_t mc, int64_t k0,

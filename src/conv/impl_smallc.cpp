@@ -1,0 +1,403 @@
+// "smallc_avx2": direct convolution for layers with few input channels per group (C/g <= 4: LeNet's
+// first layer, image stems such as ResNet's 7x7 stride 2), where the GEMM's K = C/g * kH * kW is
+// too short to pay for im2col and packing. Any kernel size, stride, dilation and O.
+//
+// fwd and bwd_data are one correlation ("Corr"): a task is (image, block of output rows); per group
+// it copies the rows of the source planes it reads into a per-thread zero-padded buffer, split into
+// stride phases (buf[plane][row][phase][col]), so every tap of an output row is the unit-stride run
+// `buf + off[t]` (kernels/smallc), and then computes every output row in blocks of up to 6 output
+// channels, each loaded input vector used by all channels of the block. bwd_data (stride 1) is the
+// forward correlation of gy, padded by (k - 1) * d - pad (negative: cropped), with the flipped
+// kernel, O planes in and C planes out. fwd and bwd_data blocks change no sum, so their bits never
+// depend on the thread count.
+//
+// bwd_weight reduces over N * Ho * Wo: stacked output rows n * Ho + oh are cut into chunks of a
+// fixed number of rows (from the shape only), each chunk's sums go into its own partial (vector
+// lanes added in a fixed order at the chunk's end), and the partials are added in chunk order.
+//
+// Threads take tasks (and chunks) in turn from a shared counter rather than in fixed ranges: no
+// task's result depends on which thread runs it, so the bits stay the same for any thread count and
+// any interleaving, and a thread the OS preempts on a shared machine holds up only its own task.
+//
+// NaN/Inf: the buffer's zero padding is multiplied, not skipped, so fwd with padding and bwd_data
+// fall back to the direct loops when a weight is non-finite (0 * Inf would be NaN); a bwd_weight
+// chunk whose partial sums come out non-finite (a non-finite gy or x inside it) is recomputed by a
+// loop that skips padded taps, as the reference does.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <utility>
+
+#include "base/aligned.h"
+#include "base/cpu.h"
+#include "base/parallel.h"
+#include "conv/impls.h"
+#include "kernels/direct/direct.h"
+#include "kernels/smallc/smallc.h"
+
+namespace convkit::conv::impl {
+
+namespace {
+
+namespace ks = kernels::smallc;
+
+constexpr int64_t kMaxTaps = 1024;          // taps per output (stack arrays of offsets)
+constexpr int64_t kTaskPositions = 4096;    // output positions per task (changes no sum)
+constexpr int64_t kBufferFloats = 32768;    // a task's buffer (128 KiB) stays in L2
+constexpr int64_t kChunkPositions = 4096;   // bwd_weight positions per partial, at most
+constexpr int64_t kGwCallPositions = 1024;  // bwd_weight rows per kernel call: gy and input in L1
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// One correlation of `cin` source planes into `cout` output planes per group, as a pass sees it.
+struct Corr {
+  int64_t N, G, cin, cout;  // images, groups, source and output planes per group
+  int64_t Hs, Ws, Ho, Wo;   // source and output plane sizes
+  int64_t kH, kW, sH, sW, dH, dW;
+  int64_t top, left;         // output (0, 0)'s tap (0, 0) reads source (-top, -left)
+  int64_t R, Hb, Wq, plane;  // buffer of a group's planes: R output rows -> Hb rows x sW x Wq
+
+  int64_t taps() const { return cin * kH * kW; }
+  int64_t row_stride() const { return sH * sW * Wq; }  // buffer floats between output rows
+  std::size_t buffer_floats() const {
+    return base::align_floats(static_cast<std::size_t>(cin * plane + 8));
+  }
+};
+
+// fwd (and bwd_weight's view of x): x (N, C, H, W) -> y (N, O, Ho, Wo).
+// bwd_data (stride 1): gy (N, O, Ho, Wo) -> gx (N, C, H, W) with the flipped kernel.
+Corr make_corr(const ConvParams& p, Pass pass) {
+  Corr k{};
+  k.N = p.N, k.G = p.groups, k.kH = p.kH, k.kW = p.kW, k.dH = p.dH, k.dW = p.dW;
+  if (pass == Pass::BwdData) {
+    k.cin = p.Og(), k.cout = p.Cg(), k.Hs = p.Ho, k.Ws = p.Wo, k.Ho = p.H, k.Wo = p.W;
+    k.sH = k.sW = 1;
+    k.top = (p.kH - 1) * p.dH - p.pad_t, k.left = (p.kW - 1) * p.dW - p.pad_l;
+  } else {
+    k.cin = p.Cg(), k.cout = p.Og(), k.Hs = p.H, k.Ws = p.W, k.Ho = p.Ho, k.Wo = p.Wo;
+    k.sH = p.sH, k.sW = p.sW, k.top = p.pad_t, k.left = p.pad_l;
+  }
+  k.Wq = ceil_div(k.Wo, 8) * 8 + (k.kW - 1) * k.dW / k.sW;
+  // About kTaskPositions outputs, as many as the buffer holds in kBufferFloats (at least one).
+  const int64_t rows_fit =
+      (kBufferFloats / (k.cin * k.sW * k.Wq) - (k.kH - 1) * k.dH - 1) / k.sH + 1;
+  k.R = std::clamp<int64_t>(std::min(ceil_div(kTaskPositions, k.Wo), rows_fit), 1, k.Ho);
+  k.Hb = (k.R - 1) * k.sH + (k.kH - 1) * k.dH + 1;
+  k.plane = k.Hb * k.sW * k.Wq;
+  return k;
+}
+
+// Tap offsets of a group's planes in the buffer, taps in (plane, kh, kw) order.
+void tap_offsets(const Corr& k, int64_t* off) {
+  int64_t t = 0;
+  for (int64_t c = 0; c < k.cin; ++c)
+    for (int64_t kh = 0; kh < k.kH; ++kh)
+      for (int64_t kw = 0; kw < k.kW; ++kw)
+        off[t++] =
+            c * k.plane + (kh * k.dH * k.sW + (kw * k.dW) % k.sW) * k.Wq + (kw * k.dW) / k.sW;
+}
+
+// Columns [lo, hi) of buffer phase ph whose source column j * sW + ph - left lies in [0, Ws); the
+// same for every row and task, so the columns outside stay as clear_buffer left them (zero).
+std::pair<int64_t, int64_t> data_columns(const Corr& k, int64_t ph) {
+  const int64_t first = k.left - ph;  // source column of j = 0 is -first
+  const int64_t lo = std::clamp<int64_t>(ceil_div(std::max<int64_t>(first, 0), k.sW), 0, k.Wq);
+  const int64_t hi = std::clamp<int64_t>(ceil_div(k.Ws + first, k.sW), lo, k.Wq);
+  return {lo, hi};
+}
+
+// Once per thread and call, before the first fill.
+void clear_buffer(const Corr& k, float* buf) {
+  std::fill(buf, buf + k.cin * k.plane, 0.f);
+}
+
+// buf[c][i][ph][j] = src[c][row0 + i - top][j * sW + ph - left] (0 outside the source), for the
+// cin planes of one group of one image (src: (cin, Hs, Ws)). Writes only the data columns.
+void fill(const Corr& k, const float* src, int64_t row0, float* buf) {
+  for (int64_t ph = 0; ph < k.sW; ++ph) {
+    const auto [lo, hi] = data_columns(k, ph);
+    const int64_t shift = lo * k.sW + ph - k.left;  // source column of buffer column lo
+    for (int64_t c = 0; c < k.cin; ++c) {
+      const float* s = src + c * k.Hs * k.Ws;
+      float* b = buf + c * k.plane + ph * k.Wq;
+      for (int64_t i = 0; i < k.Hb; ++i) {
+        float* d = b + i * k.sW * k.Wq;
+        const int64_t sr = row0 + i - k.top;
+        if (sr < 0 || sr >= k.Hs) {
+          std::fill(d + lo, d + hi, 0.f);
+        } else {
+          // A plain loop: rows are short, a library copy costs more in calls than in moves.
+          const float* row = s + sr * k.Ws + shift;
+          if (k.sW == 1)
+            for (int64_t j = 0; j < hi - lo; ++j) d[lo + j] = row[j];
+          else
+            for (int64_t j = 0; j < hi - lo; ++j) d[lo + j] = row[j * k.sW];
+        }
+      }
+    }
+  }
+}
+
+// Output-channel blocks of at most kMaxRowChannels, balanced: block i = [first, first + size).
+struct Blocks {
+  int64_t n, q, r;
+  explicit Blocks(int64_t cout)
+      : n(ceil_div(cout, ks::kMaxRowChannels)), q(cout / n), r(cout % n) {}
+  int64_t first(int64_t i) const { return i * q + std::min(i, r); }
+  int64_t size(int64_t i) const { return q + (i < r ? 1 : 0); }
+};
+
+// Runs the correlation: wp holds each group's blocks as (taps, block size) panels at
+// g * cout * taps + first * taps.
+void correlate(const Corr& k, const float* src, const float* wp, const float* bias, float* out,
+               float* bufs, int max_nt, double flops) {
+  int64_t off[kMaxTaps];
+  tap_offsets(k, off);
+  const int64_t blocks = ceil_div(k.Ho, k.R), tasks = k.N * blocks, taps = k.taps();
+  const Blocks ob(k.cout);
+  const int nt = static_cast<int>(std::min<int64_t>(base::threads_for(flops, max_nt), tasks));
+  std::atomic<int64_t> next{0};  // tasks are taken in turn (see the top of the file)
+  base::parallel_run(nt, [&](int tid, int) {
+    float* buf = bufs + tid * k.buffer_floats();
+    clear_buffer(k, buf);
+    for (int64_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
+      const int64_t n = t / blocks, r0 = (t % blocks) * k.R, r1 = std::min(k.Ho, r0 + k.R);
+      for (int64_t g = 0; g < k.G; ++g) {
+        fill(k, src + (n * k.G + g) * k.cin * k.Hs * k.Ws, r0 * k.sH, buf);
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* in = buf + (r - r0) * k.row_stride();
+          for (int64_t b = 0; b < ob.n; ++b) {
+            const int64_t o0 = g * k.cout + ob.first(b);
+            ks::f32_conv2d_smallc_row__avx2_fma(
+                k.Wo, taps, in, off, wp + o0 * taps, bias ? bias + o0 : nullptr, ob.size(b),
+                out + ((n * k.G * k.cout + o0) * k.Ho + r) * k.Wo, k.Ho * k.Wo);
+          }
+        }
+      }
+    }
+  });
+}
+
+bool all_finite(const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i])) return false;
+  return true;
+}
+
+void note_fallback(const char* pass, const char* what) {
+  if (verbose_enabled())
+    std::fprintf(stderr,
+                 "convkit: conv2d %s smallc_avx2: %s; running the direct loops, which skip padded "
+                 "taps as the reference does (0 * Inf would be NaN)\n",
+                 pass, what);
+}
+
+// ---- applicability and workspace ----------------------------------------------------------------
+
+int64_t weights(const ConvParams& p) {
+  return p.O * p.Cg() * p.kH * p.kW;
+}
+
+// Output rows per bwd_weight partial: about 2^20 multiply-adds (kChunkPositions positions at most,
+// 1024 at least), from the shape only: it fixes the order of the sum.
+int64_t gw_chunk_rows(const ConvParams& p) {
+  const int64_t positions =
+      std::clamp<int64_t>((int64_t{1} << 20) / weights(p), 1024, kChunkPositions);
+  return ceil_div(positions, p.Wo);
+}
+int64_t gw_chunks(const ConvParams& p) {
+  return ceil_div(p.N * p.Ho, gw_chunk_rows(p));
+}
+
+std::size_t fwd_ws(const ConvParams& p, int nt) {
+  return base::align_floats(weights(p)) + nt * make_corr(p, Pass::Fwd).buffer_floats();
+}
+std::size_t bwd_data_ws(const ConvParams& p, int nt) {
+  return base::align_floats(weights(p)) + nt * make_corr(p, Pass::BwdData).buffer_floats();
+}
+std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
+  return base::align_floats(gw_chunks(p) * weights(p)) +
+         nt * (make_corr(p, Pass::Fwd).buffer_floats() + base::align_floats(8 * weights(p)));
+}
+
+// Scratch stays well below the layer's im2col buffer (a quarter of it, or 1 MiB for small layers).
+// The dispatch checks it at one thread: a choice that depended on the thread count would change
+// the bits with it. (The per-thread parts are small: padded rows of a few channels.)
+bool within_budget(const ConvParams& p, std::size_t floats) {
+  const double im2col = double(p.N) * double(p.C) * double(p.kH * p.kW) * double(p.Ho * p.Wo);
+  return double(floats) <= std::max(0.25 * im2col, double(1 << 18));
+}
+
+// Few input channels per group: each loaded input vector feeds every output channel of a block
+// of 6, so the kernels run near the FMA bound whatever the kernel size or O, and no im2col or
+// packing is paid for. With more input channels the GEMM (or Winograd) has enough K to amortise
+// its packing (measured wins: LeNet's C = 1, the ResNet stem's C = 3, 7x7 stride 2).
+const char* common_why_not(const ConvParams& p) {
+  if (!base::use_avx2()) return "needs AVX2 and FMA";
+  if (p.groups > 1 && p.Cg() == 1) return "depthwise (the depthwise kernels serve it)";
+  if (p.Cg() > 4) return "C/groups > 4 (the GEMM's K is long enough to pay for packing)";
+  if (p.Cg() * p.kH * p.kW > kMaxTaps) return "C/groups * kH * kW > 1024";
+  return zero_padding_reason(p);
+}
+const char* fwd_why_not(const ConvParams& p) {
+  if (const char* why = common_why_not(p)) return why;
+  if (!within_budget(p, fwd_ws(p, 1))) return "workspace over budget";
+  return nullptr;
+}
+const char* bwd_data_why_not(const ConvParams& p) {
+  if (const char* why = common_why_not(p)) return why;
+  if (p.sH != 1 || p.sW != 1) return "stride > 1";
+  if (p.Og() * p.kH * p.kW > kMaxTaps) return "O/groups * kH * kW > 1024";
+  if (!within_budget(p, bwd_data_ws(p, 1))) return "workspace over budget";
+  return nullptr;
+}
+const char* bwd_weight_why_not(const ConvParams& p) {
+  if (const char* why = common_why_not(p)) return why;
+  if (!within_budget(p, bwd_weight_ws(p, 1))) return "workspace over budget";
+  return nullptr;
+}
+
+// ---- passes -------------------------------------------------------------------------------------
+
+void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  if (p.has_padding() && !all_finite(a.w, weights(p))) {
+    note_fallback("fwd", "non-finite weights with zero padding");
+    kernels::direct::fwd(p, a.x, a.w, a.b, a.y);
+    return;
+  }
+  const Corr k = make_corr(p, Pass::Fwd);
+  const int64_t taps = k.taps();
+  const Blocks ob(k.cout);
+  // wp: per group and block, w[o][t] as (taps, block size).
+  float* wp = ws;
+  for (int64_t g = 0; g < k.G; ++g)
+    for (int64_t b = 0; b < ob.n; ++b) {
+      const int64_t o0 = g * k.cout + ob.first(b), nb = ob.size(b);
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t o = 0; o < nb; ++o) wp[o0 * taps + t * nb + o] = a.w[(o0 + o) * taps + t];
+    }
+  correlate(k, a.x, wp, a.b, a.y, ws + base::align_floats(weights(p)), max_nt, p.flops());
+}
+
+void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  if (!all_finite(a.w, weights(p))) {
+    note_fallback("bwd_data", "non-finite weights");
+    kernels::direct::bwd_data(p, a.gy, a.w, a.gx);
+    return;
+  }
+  const Corr k = make_corr(p, Pass::BwdData);
+  const int64_t taps = k.taps(), kk = p.kH * p.kW;
+  const Blocks cb(k.cout);
+  // wp: per group and block of input channels c, w[o][c][kH-1-kh][kW-1-kw] at tap (o, kh, kw).
+  float* wp = ws;
+  for (int64_t g = 0; g < k.G; ++g)
+    for (int64_t b = 0; b < cb.n; ++b) {
+      const int64_t c0 = cb.first(b), nb = cb.size(b), base = (g * k.cout + c0) * taps;
+      for (int64_t o = 0; o < k.cin; ++o)
+        for (int64_t i = 0; i < kk; ++i)
+          for (int64_t c = 0; c < nb; ++c)
+            wp[base + (o * kk + i) * nb + c] =
+                a.w[((g * k.cin + o) * k.cout + c0 + c) * kk + (kk - 1 - i)];
+    }
+  correlate(k, a.gy, wp, nullptr, a.gx, ws + base::align_floats(weights(p)), max_nt, p.flops());
+}
+
+// part (O, Cg, kH, kW) = the stacked rows [r0, r1)'s share of dL/dw, by a loop that skips padded
+// taps (the reference's NaN/Inf behaviour).
+void gw_chunk_direct(const ConvParams& p, const float* gy, const float* x, int64_t r0, int64_t r1,
+                     float* part) {
+  const int64_t Cg = p.Cg(), Og = p.Og(), kk = p.kH * p.kW;
+  std::fill(part, part + weights(p), 0.f);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / p.Ho, oh = r % p.Ho;
+    for (int64_t o = 0; o < p.O; ++o) {
+      const float* g = gy + ((n * p.O + o) * p.Ho + oh) * p.Wo;
+      for (int64_t c = 0; c < Cg; ++c) {
+        const float* xc = x + (n * p.C + (o / Og) * Cg + c) * p.H * p.W;
+        for (int64_t kh = 0; kh < p.kH; ++kh) {
+          const int64_t ih = oh * p.sH + kh * p.dH - p.pad_t;
+          if (ih < 0 || ih >= p.H) continue;
+          for (int64_t kw = 0; kw < p.kW; ++kw) {
+            float& acc = part[(o * Cg + c) * kk + kh * p.kW + kw];
+            for (int64_t ow = 0; ow < p.Wo; ++ow) {
+              const int64_t iw = ow * p.sW + kw * p.dW - p.pad_l;
+              if (iw >= 0 && iw < p.W) acc = std::fma(g[ow], xc[ih * p.W + iw], acc);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  const int nthreads = base::threads_for(p.flops(), max_nt);
+  if (a.gb) bias_grad(p, a.gy, a.gb, nthreads);
+  if (!a.gw) return;
+  const Corr k = make_corr(p, Pass::Fwd);
+  const int64_t taps = k.taps(), nw = weights(p), rows = p.N * p.Ho;
+  const int64_t chunk_rows = gw_chunk_rows(p), chunks = gw_chunks(p);
+  const int64_t call_rows = std::max<int64_t>(1, kGwCallPositions / p.Wo);
+  int64_t off[kMaxTaps];
+  tap_offsets(k, off);
+  float* parts = ws;  // (chunks, O, Cg, kH, kW)
+  float* per_thread = ws + base::align_floats(chunks * nw);
+  const std::size_t thread_floats = k.buffer_floats() + base::align_floats(8 * nw);
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, chunks));
+  std::atomic<bool> any_slow{false};
+  std::atomic<int64_t> next{0};  // chunks are taken in turn (see the top of the file)
+  base::parallel_run(nt, [&](int tid, int) {
+    float* buf = per_thread + tid * thread_floats;
+    float* acc = buf + k.buffer_floats();  // (O, taps, 8) lane sums of the chunk
+    clear_buffer(k, buf);
+    for (int64_t ch; (ch = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+      const int64_t r0 = ch * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+      std::fill(acc, acc + 8 * nw, 0.f);
+      // Segments of one image each (rows [a0, b0) of image n), in blocks of at most R rows.
+      for (int64_t r = r0; r < r1;) {
+        const int64_t n = r / p.Ho, a0 = r - n * p.Ho, b0 = std::min(p.Ho, r1 - n * p.Ho);
+        for (int64_t g = 0; g < p.groups; ++g)
+          for (int64_t h0 = a0; h0 < b0; h0 += k.R) {
+            const int64_t h1 = std::min(b0, h0 + k.R);
+            fill(k, a.x + (n * p.groups + g) * k.cin * p.H * p.W, h0 * p.sH, buf);
+            for (int64_t oh = h0; oh < h1; oh += call_rows)
+              ks::f32_conv2d_smallc_gw__avx2_fma(p.Wo, std::min(call_rows, h1 - oh),
+                                                 a.gy + ((n * p.O + g * k.cout) * p.Ho + oh) * p.Wo,
+                                                 p.Ho * p.Wo, buf + (oh - h0) * k.row_stride(),
+                                                 k.row_stride(), off, taps, k.cout,
+                                                 acc + g * k.cout * taps * 8);
+          }
+        r += b0 - a0;
+      }
+      float* part = parts + ch * nw;
+      bool finite = true;
+      for (int64_t i = 0; i < nw; ++i) {
+        const float* l = acc + 8 * i;
+        part[i] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        finite = finite && std::isfinite(part[i]);
+      }
+      if (!finite) {
+        gw_chunk_direct(p, a.gy, a.x, r0, r1, part);
+        any_slow.store(true);
+      }
+    }
+  });
+  if (any_slow) note_fallback("bwd_weight", "a chunk with non-finite sums");
+  // gw = partial 0 + partial 1 + ... in chunk order.
+  std::copy(parts, parts + nw, a.gw);
+  for (int64_t ch = 1; ch < chunks; ++ch) {
+    const float* part = parts + ch * nw;
+    for (int64_t i = 0; i < nw; ++i) a.gw[i] += part[i];
+  }
+}
+
+}  // namespace
+
+const Impl smallc_fwd_avx2{"smallc_avx2", fwd_why_not, fwd_ws, fwd};
+const Impl smallc_bwd_data_avx2{"smallc_avx2", bwd_data_why_not, bwd_data_ws, bwd_data};
+const Impl smallc_bwd_weight_avx2{"smallc_avx2", bwd_weight_why_not, bwd_weight_ws, bwd_weight};
+
+}  // namespace convkit::conv::impl

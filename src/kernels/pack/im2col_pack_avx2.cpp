@@ -1,0 +1,170 @@
+// AVX2 packs (contracts in im2col_pack.h). Compiled with -mavx2 -mfma only.
+// - Forward B blocks: runs of up to NR samples copied 8 at a time; stride 2 (strided layers, the
+//   7x7 stem) takes the even samples of two overlapping loads with two shuffles.
+// - The weight-gradient GEMM's operands are transposed while packed (the reduction index q runs
+//   along the rows of gy and of col), so they go through registers 8 x 8 at a time: 8 row loads, a
+//   24-shuffle transpose, 8 stores — instead of one scalar load and store per element.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/gemm/gemm.h"
+#include "kernels/pack/im2col_pack.h"
+#include "kernels/pack/im2col_pack_impl.h"
+
+namespace convkit::kernels::pack {
+
+namespace {
+
+using gemm::MR;
+using gemm::NR;
+
+// r[e] becomes column e of the 8 x 8 block whose rows were r[0..8).
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// d[i] = row[i * sW] for i < len, 8 at a time for strides 1 and 2. Reads only row[0 .. (len-1) sW].
+struct CopyRunAvx2 {
+  void operator()(const float* row, int64_t sW, int64_t len, float* d) const {
+    int64_t i = 0;
+    if (sW == 1) {
+      for (; i + 8 <= len; i += 8) _mm256_storeu_ps(d + i, _mm256_loadu_ps(row + i));
+    } else if (sW == 2) {
+      for (; i + 8 <= len; i += 8) {
+        // lo = row[2i .. 2i+8), hi = row[2i+7 .. 2i+15): the evens 2i .. 2i+14 without reading
+        // past the last one. Per 128-bit lane take lo[0], lo[2], hi[1], hi[3] (offsets
+        // {0,2,8,10 | 4,6,12,14}), then swap the middle 64-bit pairs.
+        const __m256 lo = _mm256_loadu_ps(row + 2 * i), hi = _mm256_loadu_ps(row + 2 * i + 7);
+        const __m256 mix = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 2, 0));
+        _mm256_storeu_ps(d + i,
+                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mix), 0xD8)));
+      }
+    }
+    for (; i < len; ++i) d[i] = row[i * sW];
+  }
+};
+
+// row[i * sW] += src[i] for i < len, 8 at a time for strides 1 and 2. Touches only row[0 ..
+// (len-1) sW]: for stride 2 the odd floats between are added 0 and written back unchanged (this
+// thread owns the whole row), and a block runs only while its 16 floats end inside the run.
+struct AddRunAvx2 {
+  void operator()(float* row, int64_t sW, int64_t len, const float* src) const {
+    int64_t i = 0;
+    if (sW == 1) {
+      for (; i + 8 <= len; i += 8)
+        _mm256_storeu_ps(row + i,
+                         _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(src + i)));
+    } else if (sW == 2) {
+      const __m256 zero = _mm256_setzero_ps();
+      for (; i + 8 < len; i += 8) {  // i + 8 < len: row[2i + 15] <= row[2 (len-1)]
+        const __m256 s = _mm256_loadu_ps(src + i);
+        const __m256 lo = _mm256_unpacklo_ps(s, zero), hi = _mm256_unpackhi_ps(s, zero);
+        // lo = {s0 0 s1 0 | s4 0 s5 0}, hi = {s2 0 s3 0 | s6 0 s7 0}
+        float* r = row + 2 * i;
+        _mm256_storeu_ps(r,
+                         _mm256_add_ps(_mm256_loadu_ps(r), _mm256_permute2f128_ps(lo, hi, 0x20)));
+        _mm256_storeu_ps(
+            r + 8, _mm256_add_ps(_mm256_loadu_ps(r + 8), _mm256_permute2f128_ps(lo, hi, 0x31)));
+      }
+    }
+    for (; i < len; ++i) row[i * sW] += src[i];
+  }
+};
+
+}  // namespace
+
+void col2im_add__avx2(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc,
+                      int64_t j0, int64_t nc, float* gx) {
+  col2im_add_with(g, dcol, ld, k0, kc, j0, nc, gx, AddRunAvx2{});
+}
+
+void pack_im2col__avx2(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                       float* dst) {
+  pack_im2col_rows(g, k0, kc, j0, nc, dst, CopyRunAvx2{});
+}
+
+void pack_a_gy__avx2(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
+                     int64_t q0, int64_t qc, float* dst) {
+  static_assert(MR == 6, "the stores below write 4 + 2 lanes");
+  for (int64_t r = 0; r < mc; r += MR) {
+    const int64_t rows = std::min(MR, mc - r);
+    float* d = dst + r * qc;
+    int64_t q = q0;
+    while (q < q0 + qc) {
+      const int64_t n = q / P, j = q % P;
+      const int64_t len = std::min(P - j, q0 + qc - q);
+      const float* s = gy0 + n * image_stride + (i0 + r) * P + j;  // row i at s + i * P
+      float* dq = d + (q - q0) * MR;
+      int64_t e = 0;
+      for (; e + 8 <= len; e += 8) {
+        __m256 v[8];
+        for (int64_t i = 0; i < 8; ++i)
+          v[i] = i < rows ? _mm256_loadu_ps(s + i * P + e) : _mm256_setzero_ps();
+        transpose8(v);
+        for (int64_t t = 0; t < 8; ++t) {  // q = e + t: lanes 0..5 are rows 0..5
+          float* o = dq + (e + t) * MR;
+          _mm_storeu_ps(o, _mm256_castps256_ps128(v[t]));
+          _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), _mm256_extractf128_ps(v[t], 1));
+        }
+      }
+      for (; e < len; ++e)
+        for (int64_t i = 0; i < MR; ++i) dq[e * MR + i] = i < rows ? s[i * P + e] : 0.f;
+      q += len;
+    }
+  }
+}
+
+void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc,
+                         float* dst) {
+  // Per panel of NR columns k: the NR rows of col over q0 .. q0+qc gathered row by row into tmp
+  // (contiguous copies), then transposed into the panel (element (q, kk) at [(q - q0) NR + kk]).
+  alignas(32) float tmp[NR][gemm::KC];
+  for (int64_t s = 0; s < nc; s += NR) {
+    const int64_t cols = std::min(NR, nc - s);
+    for (int64_t kk = 0; kk < NR; ++kk) {
+      if (kk < cols)
+        gather_col_row_with(g, k0 + s + kk, q0, qc, tmp[kk], CopyRunAvx2{});
+      else
+        zero_run(tmp[kk], qc);
+    }
+    float* panel = dst + (s / NR) * qc * NR;
+    int64_t q = 0;
+    for (; q + 8 <= qc; q += 8) {
+      __m256 lo[8], hi[8];
+      for (int i = 0; i < 8; ++i) {
+        lo[i] = _mm256_load_ps(&tmp[i][q]);
+        hi[i] = _mm256_load_ps(&tmp[i + 8][q]);
+      }
+      transpose8(lo);
+      transpose8(hi);
+      for (int t = 0; t < 8; ++t) {
+        _mm256_storeu_ps(panel + (q + t) * NR, lo[t]);
+        _mm256_storeu_ps(panel + (q + t) * NR + 8, hi[t]);
+      }
+    }
+    for (; q < qc; ++q)
+      for (int64_t kk = 0; kk < NR; ++kk) panel[q * NR + kk] = tmp[kk][q];
+  }
+}
+
+}  // namespace convkit::kernels::pack

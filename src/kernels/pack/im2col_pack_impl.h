@@ -1,0 +1,154 @@
+// Internal to src/kernels/pack: the loops shared by the portable packs (im2col_pack.cpp) and the
+// AVX2 ones (im2col_pack_avx2.cpp), parameterised by how one run of samples is copied. Everything
+// here has internal linkage, so each file compiles its own copy with its own ISA flags and the
+// linker can never put an AVX2 body on the portable path.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/gemm/gemm.h"
+#include "kernels/pack/im2col_pack.h"
+
+namespace convkit::kernels::pack {
+namespace {
+
+// Decoded row k of col: the plane it reads and the tap offsets.
+struct Tap {
+  const float* plane;
+  int64_t off_h, off_w, ow_lo, ow_hi;  // valid output columns [ow_lo, ow_hi) for this tap
+};
+inline Tap tap(const Im2col& g, int64_t k) {
+  const int64_t khw = g.kH * g.kW;
+  const int64_t c = k / khw, r = k % khw, kh = r / g.kW, kw = r % g.kW;
+  Tap t;
+  t.plane = g.x + c * g.H * g.W;
+  t.off_h = kh * g.dH - g.pad_t;
+  t.off_w = kw * g.dW - g.pad_l;
+  // Output columns ow with 0 <= ow * sW + off_w < W.
+  t.ow_lo = t.off_w >= 0 ? 0 : (-t.off_w + g.sW - 1) / g.sW;
+  t.ow_hi = g.W - t.off_w <= 0 ? 0 : (g.W - t.off_w - 1) / g.sW + 1;
+  if (t.ow_hi > g.Wo) t.ow_hi = g.Wo;
+  if (t.ow_lo > t.ow_hi) t.ow_lo = t.ow_hi;
+  return t;
+}
+
+inline void zero_run(float* d, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) d[i] = 0.f;
+}
+
+// Row k of colT (see pack_im2col_t) over q0 .. q0+qc into dst[q - q0], with copy(row, sW, len,
+// d) as below.
+template <typename CopyRun>
+void gather_col_row_with(const Im2col& g, int64_t k, int64_t q0, int64_t qc, float* dst,
+                         CopyRun copy) {
+  const int64_t P = g.Ho * g.Wo;
+  const Tap t = tap(g, k);
+  int64_t q = q0, n = q / P, j = q % P, oh = j / g.Wo, ow = j % g.Wo;
+  while (q < q0 + qc) {
+    const int64_t len = std::min(g.Wo - ow, q0 + qc - q);  // a run inside output row oh
+    float* d = dst + (q - q0);
+    const int64_t ih = oh * g.sH + t.off_h;
+    if (ih < 0 || ih >= g.H) {
+      zero_run(d, len);
+    } else {
+      const float* row = t.plane + n * g.image_stride + ih * g.W + t.off_w;
+      const int64_t a = std::clamp(t.ow_lo - ow, int64_t{0}, len);
+      const int64_t b = std::clamp(t.ow_hi - ow, a, len);
+      zero_run(d, a);
+      copy(row + (ow + a) * g.sW, g.sW, b - a, d + a);
+      zero_run(d + b, len - b);
+    }
+    q += len;
+    ow += len;
+    if (ow == g.Wo) {
+      ow = 0;
+      if (++oh == g.Ho) oh = 0, ++n;
+    }
+  }
+}
+
+// col2im_add (contract in im2col_pack.h) with add(row, sW, len, src): row[i * sW] += src[i], i <
+// len.
+template <typename AddRun>
+void col2im_add_with(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc,
+                     int64_t j0, int64_t nc, float* gx, AddRun add) {
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const Tap t = tap(g, k0 + kk);
+    float* plane = gx + (t.plane - g.x);
+    const float* src = dcol + kk * ld;
+    int64_t j = j0, oh = j / g.Wo, ow = j % g.Wo;
+    while (j < j0 + nc) {
+      const int64_t len = std::min(g.Wo - ow, j0 + nc - j);
+      const int64_t ih = oh * g.sH + t.off_h;
+      if (ih >= 0 && ih < g.H) {
+        const int64_t a = std::max(t.ow_lo, ow), b = std::min(t.ow_hi, ow + len);
+        if (a < b)
+          add(plane + ih * g.W + t.off_w + a * g.sW, g.sW, b - a, src + (j - j0) + (a - ow));
+      }
+      j += len;
+      ow += len;
+      if (ow == g.Wo) ow = 0, ++oh;
+    }
+  }
+}
+
+// One run of a B block's columns inside one output row: output columns ow .. ow+len of row oh,
+// block columns at .. at+len.
+struct Segment {
+  int64_t at, oh, ow, len;
+};
+
+// pack_im2col (contract in im2col_pack.h) with copy(row, sW, len, d): d[i] = row[i * sW], i < len.
+// Each k row of the block is gathered whole into a row buffer (one contiguous copy per output-row
+// run, the padding as zeros), then cut into its NR-lane panel rows: per element that is two
+// vectorised copies, where gathering straight into the panels paid a run's bookkeeping for every
+// 16 or fewer floats.
+template <typename CopyRun>
+void pack_im2col_rows(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
+                      CopyRun copy) {
+  using gemm::NR;
+  if (g.kH == 1 && g.kW == 1 && g.Ho == 1 && g.H == 1 && g.sW == 1 && g.pad_l == 0) {
+    gemm::pack_b_rows(g.x, g.W, k0, kc, j0, nc, dst);  // 1x1 stride 1: col is x itself
+    return;
+  }
+  // The segments depend only on the columns, so they are found once for every k row; a block
+  // (nc <= NC) has at most nc / Wo + 2 of them.
+  constexpr int64_t kMaxSegments = gemm::NC + 2;
+  Segment segs[kMaxSegments];
+  int64_t ns = 0;
+  for (int64_t j = j0, oh = j / g.Wo, ow = j % g.Wo; j < j0 + nc && ns < kMaxSegments;) {
+    const int64_t len = std::min(g.Wo - ow, j0 + nc - j);
+    segs[ns++] = {j - j0, oh, ow, len};
+    j += len, ow = 0, ++oh;
+  }
+  alignas(64) float row[gemm::NC];
+  const int64_t full = nc / NR, tail = nc % NR;
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const Tap t = tap(g, k0 + kk);
+    for (int64_t i = 0; i < ns; ++i) {
+      const Segment& sg = segs[i];
+      float* d = row + sg.at;
+      const int64_t ih = sg.oh * g.sH + t.off_h;
+      if (ih < 0 || ih >= g.H) {
+        zero_run(d, sg.len);
+        continue;
+      }
+      const float* src = t.plane + ih * g.W + t.off_w;
+      const int64_t a = std::clamp(t.ow_lo - sg.ow, int64_t{0}, sg.len);
+      const int64_t b = std::clamp(t.ow_hi - sg.ow, a, sg.len);
+      zero_run(d, a);
+      copy(src + (sg.ow + a) * g.sW, g.sW, b - a, d + a);
+      zero_run(d + b, sg.len - b);
+    }
+    float* dk = dst + kk * NR;
+    for (int64_t s = 0; s < full; ++s) copy(row + s * NR, 1, NR, dk + s * kc * NR);
+    if (tail) {
+      float* dt = dk + full * kc * NR;
+      copy(row + full * NR, 1, tail, dt);
+      zero_run(dt + tail, NR - tail);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace convkit::kernels::pack

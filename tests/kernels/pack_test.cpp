@@ -1,0 +1,93 @@
+// The AVX2 packs (forward im2col blocks; the transposing packs of the weight-gradient GEMM) against
+// the portable ones: they only move floats, so the packed blocks must be equal bit for bit, over
+// shapes where runs cross output rows and images, tails of 8-wide blocks and NR panels, padding,
+// strides 1 and 2 and wide rows (runs of a full 16-lane panel).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "base/cpu.h"
+#include "conv/naive_conv.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/pack/im2col_pack.h"
+
+namespace convkit::kernels::pack {
+namespace {
+
+using gemm::KC;
+using gemm::MR;
+using gemm::NR;
+
+std::vector<float> random_floats(std::mt19937& rng, int64_t n) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+TEST(Pack, Avx2PacksEqualPortableOnes) {
+  if (!base::use_avx2()) GTEST_SKIP() << "no AVX2 here";
+  std::mt19937 rng(11);
+  struct Case {
+    int64_t N, C, H, W, k, s, pad;
+  };
+  const Case cases[] = {{2, 3, 5, 7, 3, 1, 1},  {1, 2, 9, 13, 3, 2, 1},  {3, 1, 4, 4, 1, 1, 0},
+                        {2, 4, 11, 6, 5, 1, 2}, {1, 3, 17, 19, 7, 2, 3}, {2, 5, 8, 8, 2, 2, 0},
+                        {1, 2, 7, 70, 3, 2, 1}, {1, 1, 5, 40, 3, 1, 1}};
+  for (const Case& c : cases) {
+    const ConvParams p = testing::make(c.N, c.C, c.H, c.W, 4, c.k, c.k, c.s, c.pad);
+    const auto x = random_floats(rng, p.N * p.C * p.H * p.W);
+    const Im2col view = im2col_view(p, x.data(), 0, 0);
+    const int64_t K = p.C * p.kH * p.kW, Q = p.N * p.Ho * p.Wo, P1 = p.Ho * p.Wo;
+    for (int64_t j0 : {int64_t{0}, P1 / 3}) {  // forward B blocks of image 0
+      const int64_t kc = std::min(KC, K), nc = std::min(gemm::NC, P1 - j0);
+      const int64_t n = gemm::round_up(nc, NR) * kc;
+      std::vector<float> want(n, 7.f), got(n, -7.f);
+      pack_im2col(view, 0, kc, j0, nc, want.data());
+      pack_im2col__avx2(view, 0, kc, j0, nc, got.data());
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n * sizeof(float)))
+          << "col N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " k" << c.k << " s" << c.s
+          << " j0 " << j0;
+    }
+    for (int64_t q0 : {int64_t{0}, int64_t{3}}) {
+      const int64_t qc = std::min(KC, Q - q0);
+      for (int64_t k0 : {int64_t{0}, K / 3}) {
+        const int64_t nc = K - k0;
+        const int64_t n = gemm::round_up(nc, NR) * qc;
+        std::vector<float> want(n, 7.f), got(n, -7.f);
+        pack_im2col_t(view, q0, qc, k0, nc, want.data());
+        pack_im2col_t__avx2(view, q0, qc, k0, nc, got.data());
+        EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n * sizeof(float)))
+            << "colT N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " k" << c.k << " s"
+            << c.s << " q0 " << q0 << " k0 " << k0;
+      }
+    }
+    {  // col2im of a (K x P1) block of image 0 into gx planes (C, H, W)
+      const int64_t j0 = P1 / 4, nc = P1 - j0;
+      const auto dcol = random_floats(rng, K * nc);
+      std::vector<float> want = random_floats(rng, p.C * p.H * p.W), got = want;
+      col2im_add(view, dcol.data(), nc, 0, K, j0, nc, want.data());
+      col2im_add__avx2(view, dcol.data(), nc, 0, K, j0, nc, got.data());
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+          << "col2im N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " k" << c.k << " s"
+          << c.s;
+    }
+    // gy (N, O, Ho, Wo) with O = 13 rows: A blocks of 13 - i0 rows (MR tails), q across images.
+    const int64_t O = 13, P = p.Ho * p.Wo;
+    const auto gy = random_floats(rng, p.N * O * P);
+    for (int64_t i0 : {int64_t{0}, int64_t{5}}) {
+      const int64_t mc = O - i0, q0 = Q > 5 ? 2 : 0, qc = std::min(KC, Q - q0);
+      const int64_t n = gemm::round_up(mc, MR) * qc;
+      std::vector<float> want(n, 7.f), got(n, -7.f);
+      pack_a_gy(gy.data(), O * P, P, i0, mc, q0, qc, want.data());
+      pack_a_gy__avx2(gy.data(), O * P, P, i0, mc, q0, qc, got.data());
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n * sizeof(float)))
+          << "gy P " << P << " i0 " << i0;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace convkit::kernels::pack
