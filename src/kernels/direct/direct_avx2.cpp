@@ -18,7 +18,8 @@ void axpy(int64_t n, float a, const float* x, int64_t sx, float* y) {
       _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
   } else if (sx == 2) {
     const __m256 va = _mm256_set1_ps(a);
-    for (; i + 8 <= n; i += 8) {
+    // x holds 2n - 1 readable floats: a vector reads x[2i .. 2i+16), so it needs i + 9 <= n.
+    for (; i + 9 <= n; i += 8) {
       // Even elements of x[2i .. 2i+16): shuffle the two halves, then fix the lane order.
       const __m256 lo = _mm256_loadu_ps(x + 2 * i), hi = _mm256_loadu_ps(x + 2 * i + 8);
       const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
