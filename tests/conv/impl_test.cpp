@@ -243,6 +243,74 @@ TEST(ConvImpl, WinogradBudgetAndBitsAtAnyThreadCount) {
   set_num_threads(0);
 }
 
+// Depthwise edge tiles (dwconv_avx2 must take every one when AVX2 is there; every other
+// implementation that applies runs too): widths 1..20 around the 8-wide vectors (and stride 2's
+// 16-wide loads), H = 1, N = 1, padding 0/1/2, stride 2, 3x3 and 5x5, multiplier 2, with and
+// without bias.
+TEST(ConvImpl, DepthwiseEdgeTilesMatchNaive) {
+  using testing::make;
+  uint32_t seed = 700;
+  int shapes = 0;
+  for (int64_t W = 1; W <= 20; ++W)
+    for (int64_t H : {1, 6, 11})
+      for (int64_t k : {3, 5})
+        for (int64_t s : {1, 2})
+          for (int64_t pad : {0, 1, 2}) {
+            if (W + 2 * pad < k || H + 2 * pad < k) continue;
+            const int64_t N = 1 + seed % 2, C = 3, M = 1 + (seed / 2) % 2;
+            const ConvParams p = make(N, C, H, W, C * M, k, k, s, pad, 1, C);
+            SCOPED_TRACE(str(p));
+            if (base::use_avx2()) {
+              for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight})
+                EXPECT_EQ(conv::find_impl(pass, "dwconv_avx2")->why_not(p), nullptr);
+            }
+            check_all(p, seed, seed % 3 != 0);
+            ++seed, ++shapes;
+          }
+  EXPECT_GT(shapes, 500);
+}
+
+// Depthwise shapes for the other dwconv kernels: 7x7, the any-size kernels (dilation, non-square,
+// unequal strides), padding past k - 1 (backward-data's flipped padding turns negative), four-sided
+// padding, a wide row (interior vectors of the any-size kernels), a single-channel image with six
+// outputs, and enough rows per plane to cut planes into row chunks.
+TEST(ConvImpl, DepthwiseKernelsMatchNaive) {
+  using testing::make;
+  std::vector<ConvParams> s = {
+      make(2, 3, 13, 21, 3, 7, 7, 1, 3, 1, 3),   // 7x7
+      make(1, 2, 17, 30, 4, 7, 7, 2, 3, 1, 2),   // 7x7 stride 2, multiplier 2
+      make(1, 3, 9, 37, 3, 3, 3, 1, 2, 2, 3),    // dilation 2
+      make(2, 2, 11, 41, 4, 5, 5, 2, 4, 2, 2),   // dilation 2, stride 2
+      make(1, 4, 8, 12, 4, 3, 3, 1, 3, 1, 4),    // pad 3 > k - 1
+      make(1, 2, 6, 9, 2, 5, 5, 2, 4, 1, 2),     // pad 4 > k - 1, stride 2
+      make(1, 3, 10, 70, 3, 3, 3, 1, 1, 1, 3),   // wide rows
+      make(1, 1, 30, 45, 6, 5, 5, 1, 2),         // single channel, six outputs
+      make(1, 2, 150, 20, 2, 3, 3, 1, 1, 1, 2),  // few planes, many rows: row chunks
+  };
+  ConvParams q = make(2, 4, 9, 26, 8, 1, 5, 1, 0, 1, 4);  // 1x5, stride (2, 1), four-sided pads
+  q.sH = 2, q.pad_t = 0, q.pad_b = 1, q.pad_l = 3, q.pad_r = 1;
+  testing::finish(q);
+  s.push_back(q);
+  ConvParams r = make(1, 3, 12, 33, 3, 4, 2, 1, 0, 1, 3);  // 4x2, stride (3, 2), dilation (1, 3)
+  r.sH = 3, r.sW = 2, r.dW = 3, r.pad_t = 2, r.pad_b = 1, r.pad_l = 1, r.pad_r = 2;
+  testing::finish(r);
+  s.push_back(r);
+  ConvParams t = make(1, 2, 12, 19, 2, 3, 3, 2, 1, 1, 2);  // 3x3, stride (1, 2): the any-size path
+  t.sH = 1;
+  testing::finish(t);
+  s.push_back(t);
+  uint32_t seed = 900;
+  for (const auto& p : s) {
+    SCOPED_TRACE(str(p));
+    if (base::use_avx2()) {
+      for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight})
+        EXPECT_EQ(conv::find_impl(pass, "dwconv_avx2")->why_not(p), nullptr);
+    }
+    check_all(p, seed, seed % 2 == 0);
+    ++seed;
+  }
+}
+
 // The same shapes through the portable fallbacks (as on a machine without AVX2).
 TEST(ConvImpl, PortableFallbacksMatchNaive) {
   base::set_isa_limit(base::Isa::Generic);
@@ -260,10 +328,12 @@ TEST(ConvImpl, PortableFallbacksMatchNaive) {
 TEST(ConvImpl, NonFiniteInputsPropagateLikeDirectConvolution) {
   using testing::make;
   // The third shape's bwd_weight GEMM runs in q chunks (each checks its own slice of gy); the
-  // fourth is dilated (Winograd's padded-input path).
+  // fourth is dilated (Winograd's padded-input path); the rest are depthwise.
   for (const auto& p :
        {make(1, 16, 12, 12, 16, 3, 3, 1, 1), make(2, 3, 9, 9, 4, 3, 3, 1, 1),
-        make(2, 2, 16, 16, 2, 3, 3, 1, 1), make(1, 16, 13, 12, 16, 3, 3, 1, 2, 2)}) {
+        make(2, 2, 16, 16, 2, 3, 3, 1, 1), make(1, 16, 13, 12, 16, 3, 3, 1, 2, 2),
+        make(1, 16, 12, 12, 16, 3, 3, 1, 1, 1, 16), make(2, 3, 9, 21, 6, 5, 5, 2, 2, 1, 3),
+        make(1, 4, 7, 30, 4, 3, 3, 1, 2, 2, 4), make(1, 4, 9, 20, 4, 3, 3, 2, 1, 1, 4)}) {
     std::mt19937 rng(5);
     auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
     auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
@@ -271,7 +341,8 @@ TEST(ConvImpl, NonFiniteInputsPropagateLikeDirectConvolution) {
     x[5] = std::numeric_limits<float>::infinity();
     x[p.H * p.W + 40] = std::numeric_limits<float>::quiet_NaN();
     gy[7] = -std::numeric_limits<float>::infinity();
-    w[3] = std::numeric_limits<float>::infinity();  // meets zero padding: skipped, not NaN
+    gy[2 * p.Wo] = -std::numeric_limits<float>::infinity();  // column 0: meets the left padding
+    w[3] = std::numeric_limits<float>::infinity();           // meets zero padding: skipped, not NaN
     const auto rf = testing::naive_fwd(p, x.data(), w.data(), nullptr);
     const auto rd = testing::naive_bwd_data(p, gy.data(), w.data());
     const auto rw = testing::naive_bwd_weight(p, gy.data(), x.data());
@@ -317,6 +388,17 @@ TEST(ConvDispatch, ReferenceIsLastAndAppliesToEverything) {
     p.mode = kernels::PadMode::Reflect;
     EXPECT_STREQ(conv::choose(pass, p).name, "ref");  // fast paths read zeros only
   }
+}
+
+TEST(ConvDispatch, DepthwiseLayersTakeDwconv) {
+  if (!base::use_avx2()) GTEST_SKIP() << "no AVX2";
+  const ConvParams dw = testing::make(4, 128, 56, 56, 128, 3, 3, 1, 1, 1, 128);
+  for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight})
+    EXPECT_STREQ(conv::choose(pass, dw).name, "dwconv_avx2");
+  // Column stride 3 is beyond the kernels: the direct kernels take it.
+  const ConvParams s3 = testing::make(1, 8, 20, 20, 8, 3, 3, 3, 1, 1, 8);
+  EXPECT_NE(conv::find_impl(Pass::Fwd, "dwconv_avx2")->why_not(s3), nullptr);
+  EXPECT_STRNE(conv::choose(Pass::Fwd, s3).name, "dwconv_avx2");
 }
 
 TEST(ConvDispatch, NotebookShapeTakesTheTinyPath) {
