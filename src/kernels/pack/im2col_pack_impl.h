@@ -55,8 +55,12 @@ void gather_col_row_with(const Im2col& g, int64_t k, int64_t q0, int64_t qc, flo
       const int64_t a = std::clamp(t.ow_lo - ow, int64_t{0}, len);
       const int64_t b = std::clamp(t.ow_hi - ow, a, len);
       zero_run(d, a);
-      copy(row + (ow + a) * g.sW, g.sW, b - a, d + a);
+      const float* src = row + (ow + a) * g.sW;
+      copy(src, g.sW, b - a, d + a);
       zero_run(d + b, len - b);
+      // What the next block will read of this row follows on: a block reads kc rows, too many
+      // streams for the hardware prefetchers when x comes from memory (1x1 layers).
+      for (int64_t f = (b - a) * g.sW; f < 2 * (b - a) * g.sW; f += 16) __builtin_prefetch(src + f);
     }
     q += len;
     ow += len;
