@@ -41,9 +41,12 @@ void pack_b_rows(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0
                  float* dst) {
   // Row by row, so the source is read contiguously (prefetch-friendly); each row scatters into
   // the panels 64 bytes at a time.
+  // The same columns of the next block are prefetched while this one is packed: a block reads kc
+  // separate rows, too many streams for the hardware prefetchers when B comes from memory.
   const int64_t full = nc / NR, tail = nc % NR;
   for (int64_t k = 0; k < kc; ++k) {
     const float* src = B + (k0 + k) * ldb + j0;
+    for (int64_t s = 0; s < full; ++s) __builtin_prefetch(src + nc + s * NR);
     float* d = dst + k * NR;
     for (int64_t s = 0; s < full; ++s)
       std::memcpy(d + s * kc * NR, src + s * NR, sizeof(float) * NR);  // fixed size: inlined
