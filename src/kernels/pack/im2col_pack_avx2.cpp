@@ -11,6 +11,7 @@
 #include "kernels/gemm/gemm.h"
 #include "kernels/pack/im2col_pack.h"
 #include "kernels/pack/im2col_pack_impl.h"
+#include "kernels/transpose_avx2.h"
 
 namespace convkit::kernels::pack {
 
@@ -18,30 +19,6 @@ namespace {
 
 using gemm::MR;
 using gemm::NR;
-
-// r[e] becomes column e of the 8 x 8 block whose rows were r[0..8).
-inline void transpose8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
 
 // d[i] = row[i * sW] for i < len, 8 at a time for strides 1 and 2. Reads only row[0 .. (len-1) sW].
 struct CopyRunAvx2 {
@@ -120,11 +97,12 @@ void pack_a_gy__avx2(const float* gy0, int64_t image_stride, int64_t P, int64_t 
         __m256 v[8];
         for (int64_t i = 0; i < 8; ++i)
           v[i] = i < rows ? _mm256_loadu_ps(s + i * P + e) : _mm256_setzero_ps();
-        transpose8(v);
+        __m256 c[8];
+        transpose8(v, c);
         for (int64_t t = 0; t < 8; ++t) {  // q = e + t: lanes 0..5 are rows 0..5
           float* o = dq + (e + t) * MR;
-          _mm_storeu_ps(o, _mm256_castps256_ps128(v[t]));
-          _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), _mm256_extractf128_ps(v[t], 1));
+          _mm_storeu_ps(o, _mm256_castps256_ps128(c[t]));
+          _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), _mm256_extractf128_ps(c[t], 1));
         }
       }
       for (; e < len; ++e)
@@ -155,11 +133,12 @@ void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, in
         lo[i] = _mm256_load_ps(&tmp[i][q]);
         hi[i] = _mm256_load_ps(&tmp[i + 8][q]);
       }
-      transpose8(lo);
-      transpose8(hi);
+      __m256 clo[8], chi[8];
+      transpose8(lo, clo);
+      transpose8(hi, chi);
       for (int t = 0; t < 8; ++t) {
-        _mm256_storeu_ps(panel + (q + t) * NR, lo[t]);
-        _mm256_storeu_ps(panel + (q + t) * NR + 8, hi[t]);
+        _mm256_storeu_ps(panel + (q + t) * NR, clo[t]);
+        _mm256_storeu_ps(panel + (q + t) * NR + 8, chi[t]);
       }
     }
     for (; q < qc; ++q)
