@@ -10,6 +10,7 @@
 
 #include "conv/dispatch.h"
 #include "conv/naive_conv.h"
+#include "conv/pass_args.h"
 
 namespace convkit {
 namespace {
@@ -22,19 +23,9 @@ std::vector<float> run(const Impl& impl, Pass pass, const testing::ConvParams& p
                        const std::vector<float>& x, const std::vector<float>& w,
                        const std::vector<float>& b, const std::vector<float>& gy, int threads) {
   set_num_threads(threads);
-  ConvArgs a;
-  std::vector<float> out;
-  if (pass == Pass::Fwd) {
-    out.assign(p.N * p.O * p.Ho * p.Wo, 0.f);
-    a.x = x.data(), a.w = w.data(), a.b = b.data(), a.y = out.data();
-  } else if (pass == Pass::BwdData) {
-    out.assign(p.N * p.C * p.H * p.W, 0.f);
-    a.gy = gy.data(), a.w = w.data(), a.gx = out.data();
-  } else {
-    out.assign(p.O * p.Cg() * p.kH * p.kW + p.O, 0.f);
-    a.gy = gy.data(), a.x = x.data(), a.gw = out.data(), a.gb = out.data() + (out.size() - p.O);
-  }
-  conv::run_impl(impl, pass, p, a);
+  std::vector<float> out(testing::pass_out_floats(pass, p), 0.f);
+  conv::run_impl(impl, pass, p,
+                 testing::pass_args(pass, p, x.data(), w.data(), b.data(), gy.data(), out.data()));
   set_num_threads(0);
   return out;
 }

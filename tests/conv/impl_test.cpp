@@ -16,6 +16,7 @@
 #include "conv/conv.h"
 #include "conv/dispatch.h"
 #include "conv/naive_conv.h"
+#include "conv/pass_args.h"
 
 namespace convkit {
 namespace {
@@ -50,23 +51,10 @@ int check_all(const ConvParams& p, uint32_t seed, bool bias = true) {
       if (impl->why_not(p)) continue;
       ++ran;
       SCOPED_TRACE(std::string(conv::pass_name(pass)) + " " + impl->name + " " + str(p));
-      ConvArgs a;
-      std::vector<float> out;
-      const testing::Naive* r = nullptr;
-      if (pass == Pass::Fwd) {
-        out.assign(rf.val.size(), sentinel);
-        a.x = x.data(), a.w = w.data(), a.b = bias ? b.data() : nullptr, a.y = out.data();
-        r = &rf;
-      } else if (pass == Pass::BwdData) {
-        out.assign(rd.val.size(), sentinel);
-        a.gy = gy.data(), a.w = w.data(), a.gx = out.data();
-        r = &rd;
-      } else {
-        out.assign(rw.val.size(), sentinel);
-        a.gy = gy.data(), a.x = x.data(), a.gw = out.data();
-        a.gb = out.data() + (out.size() - p.O);
-        r = &rw;
-      }
+      const testing::Naive* r = pass == Pass::Fwd ? &rf : pass == Pass::BwdData ? &rd : &rw;
+      std::vector<float> out(r->val.size(), sentinel);
+      const ConvArgs a = testing::pass_args(pass, p, x.data(), w.data(), bias ? b.data() : nullptr,
+                                            gy.data(), out.data());
       conv::run_impl(*impl, pass, p, a);
       // Winograd's stated bound: 4x the direct-sum bound (its transforms amplify rounding).
       const double factor = std::string(impl->name).rfind("winograd", 0) == 0 ? 4.0 : 1.0;
@@ -352,14 +340,8 @@ TEST(ConvImpl, NonFiniteInputsPropagateLikeDirectConvolution) {
         SCOPED_TRACE(std::string(conv::pass_name(pass)) + " " + impl->name + " " + str(p));
         const auto& r = pass == Pass::Fwd ? rf : pass == Pass::BwdData ? rd : rw;
         std::vector<float> out(r.val.size());
-        ConvArgs a;
-        if (pass == Pass::Fwd)
-          a.x = x.data(), a.w = w.data(), a.y = out.data();
-        else if (pass == Pass::BwdData)
-          a.gy = gy.data(), a.w = w.data(), a.gx = out.data();
-        else
-          a.gy = gy.data(), a.x = x.data(), a.gw = out.data(),
-          a.gb = out.data() + (out.size() - p.O);
+        const ConvArgs a =
+            testing::pass_args(pass, p, x.data(), w.data(), nullptr, gy.data(), out.data());
         conv::run_impl(*impl, pass, p, a);
         int nonfinite = 0;
         for (size_t i = 0; i < out.size(); ++i) {

@@ -13,6 +13,7 @@
 #include "base/cpu.h"
 #include "conv/dispatch.h"
 #include "conv/naive_conv.h"
+#include "conv/pass_args.h"
 
 namespace convkit {
 namespace {
@@ -73,13 +74,8 @@ TEST(ConvSmallc, NonFiniteActivationsPropagateLikeDirectConvolution) {
       SCOPED_TRACE(conv::pass_name(pass));
       const auto& r = pass == Pass::Fwd ? rf : pass == Pass::BwdData ? rd : rw;
       std::vector<float> out(r.val.size());
-      ConvArgs a;
-      if (pass == Pass::Fwd)
-        a.x = x.data(), a.w = w.data(), a.y = out.data();
-      else if (pass == Pass::BwdData)
-        a.gy = gy.data(), a.w = w.data(), a.gx = out.data();
-      else
-        a.gy = gy.data(), a.x = x.data(), a.gw = out.data(), a.gb = out.data() + (out.size() - p.O);
+      const ConvArgs a =
+          testing::pass_args(pass, p, x.data(), w.data(), nullptr, gy.data(), out.data());
       ASSERT_NE(impls[pass_i], nullptr);
       conv::run_impl(*impls[pass_i++], pass, p, a);
       int nonfinite = 0, finite = 0;
