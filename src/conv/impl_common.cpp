@@ -1,6 +1,7 @@
 // Helpers shared by the fast implementations.
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 
 #include "base/parallel.h"
@@ -13,6 +14,11 @@ const char* zero_padding_reason(const ConvParams& p) {
   if (p.mode == kernels::PadMode::Zeros) return nullptr;
   if (p.mode == kernels::PadMode::Constant && p.pad_value == 0.f) return nullptr;
   return "padding mode other than zeros (fast paths read zeros outside the input)";
+}
+
+void note_fallback(const char* impl, const char* pass, const char* what, const char* instead) {
+  if (verbose_enabled())
+    std::fprintf(stderr, "convkit: conv2d %s %s: %s; running %s\n", pass, impl, what, instead);
 }
 
 bool all_finite(const float* v, int64_t n) {

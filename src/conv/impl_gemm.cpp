@@ -16,7 +16,6 @@
 // thread's packed rows of w^T and an L2-sized dcol block; bwd_weight in chunks adds the partial
 // gw) — far below the full im2col buffer.
 #include <atomic>
-#include <cstdio>
 
 #include "base/aligned.h"
 #include "base/cpu.h"
@@ -45,14 +44,6 @@ constexpr int64_t kDcolCols = 256;                    // bwd_data stride > 1 col
 
 int64_t kdim(const ConvParams& p) {
   return p.Cg() * p.kH * p.kW;
-}
-
-void note_fallback(const char* pass, const char* what) {
-  if (verbose_enabled())
-    std::fprintf(stderr,
-                 "convkit: conv2d %s gemm: %s with zero padding; running the direct loops, which "
-                 "skip padded taps as the reference does (0 * Inf would be NaN)\n",
-                 pass, what);
 }
 
 // The kernels one ISA brings: the micro-kernel and the packs of the forward B blocks (im2col) and
@@ -151,7 +142,7 @@ template <const GemmOps* Ops>
 void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nt = base::threads_for(p.flops(), max_nt);
   if (p.has_padding() && !all_finite(a.w, p.O * kdim(p))) {
-    note_fallback("fwd", "non-finite weights");
+    note_fallback("gemm", "fwd", "non-finite weights with zero padding", kDirectLoops);
     kernels::direct::fwd(p, a.x, a.w, a.b, a.y);
     return;
   }
@@ -266,7 +257,7 @@ template <const GemmOps* Ops>
 void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nt = base::threads_for(p.flops(), max_nt);
   if (p.has_padding() && !all_finite(a.w, p.O * kdim(p))) {
-    note_fallback("bwd_data", "non-finite weights");
+    note_fallback("gemm", "bwd_data", "non-finite weights with zero padding", kDirectLoops);
     kernels::direct::bwd_data(p, a.gy, a.w, a.gx);
     return;
   }
@@ -307,7 +298,8 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   // task checks the slice of gy it is about to pack (in parallel, and the slice is then warm);
   // otherwise gy is checked whole first.
   auto fallback = [&] {
-    note_fallback("bwd_weight", "non-finite output gradients");
+    note_fallback("gemm", "bwd_weight", "non-finite output gradients with zero padding",
+                  kDirectLoops);
     kernels::direct::bwd_weight(p, a.gy, a.x, a.gw, nullptr);
   };
   if (p.has_padding() && chunks == 1 && !all_finite(a.gy, p.N * p.O * P)) return fallback();

@@ -26,7 +26,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstdio>
 #include <utility>
 
 #include "base/aligned.h"
@@ -181,20 +180,6 @@ void correlate(const Corr& k, const float* src, const float* wp, const float* bi
   });
 }
 
-bool all_finite(const float* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(v[i])) return false;
-  return true;
-}
-
-void note_fallback(const char* pass, const char* what) {
-  if (verbose_enabled())
-    std::fprintf(stderr,
-                 "convkit: conv2d %s smallc_avx2: %s; running the direct loops, which skip padded "
-                 "taps as the reference does (0 * Inf would be NaN)\n",
-                 pass, what);
-}
-
 // ---- applicability and workspace ----------------------------------------------------------------
 
 int64_t weights(const ConvParams& p) {
@@ -264,7 +249,7 @@ const char* bwd_weight_why_not(const ConvParams& p) {
 
 void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   if (p.has_padding() && !all_finite(a.w, weights(p))) {
-    note_fallback("fwd", "non-finite weights with zero padding");
+    note_fallback("smallc_avx2", "fwd", "non-finite weights with zero padding", kDirectLoops);
     kernels::direct::fwd(p, a.x, a.w, a.b, a.y);
     return;
   }
@@ -284,7 +269,7 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
 
 void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   if (!all_finite(a.w, weights(p))) {
-    note_fallback("bwd_data", "non-finite weights");
+    note_fallback("smallc_avx2", "bwd_data", "non-finite weights", kDirectLoops);
     kernels::direct::bwd_data(p, a.gy, a.w, a.gx);
     return;
   }
@@ -385,7 +370,8 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       }
     }
   });
-  if (any_slow) note_fallback("bwd_weight", "a chunk with non-finite sums");
+  if (any_slow)
+    note_fallback("smallc_avx2", "bwd_weight", "a chunk with non-finite sums", kDirectLoops);
   // gw = partial 0 + partial 1 + ... in chunk order.
   std::copy(parts, parts + nw, a.gw);
   for (int64_t ch = 1; ch < chunks; ++ch) {

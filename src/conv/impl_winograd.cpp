@@ -34,7 +34,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
 #include <thread>
 
 #include "base/aligned.h"
@@ -445,11 +444,8 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
 }
 
 void note_fallback(const char* pass) {
-  if (verbose_enabled())
-    std::fprintf(stderr,
-                 "convkit: conv2d %s winograd_f4x3_avx2: non-finite input or weights; running "
-                 "gemm_avx2 so NaN/Inf propagate as in a direct convolution\n",
-                 pass);
+  impl::note_fallback("winograd_f4x3_avx2", pass, "non-finite input or weights",
+                      "gemm_avx2 so NaN/Inf propagate as in a direct convolution");
 }
 
 // ---- forward ----------------------------------------------------------------------------------

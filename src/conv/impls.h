@@ -24,6 +24,12 @@ extern const Impl gemm_fwd_generic, gemm_bwd_data_generic, gemm_bwd_weight_gener
 // Shared reasons and helpers.
 // Null when the padding reads zeros (mode zeros, or constant 0); fast paths handle only that.
 const char* zero_padding_reason(const ConvParams& p);
+// With CONVKIT_VERBOSE, says on stderr that `impl` hands a call to another path because of its
+// data: "convkit: conv2d <pass> <impl>: <what>; running <instead>".
+void note_fallback(const char* impl, const char* pass, const char* what, const char* instead);
+// The usual `instead` of a zero-padded fast path whose weights or gradients hold Inf or NaN.
+inline constexpr const char* kDirectLoops =
+    "the direct loops, which skip padded taps as the reference does (0 * Inf would be NaN)";
 // True when none of v[0 .. n) is Inf or NaN.
 bool all_finite(const float* v, int64_t n);
 // gb (O) = sum over n, oh, ow of gy (N, O, Ho, Wo), each channel summed in a fixed order.
