@@ -1,12 +1,17 @@
-// The buffers of one convolution pass in the conv tests: how many floats a pass writes and the
-// ConvArgs that point a pass at test vectors.
+// The buffers of one convolution pass in the conv tests: how many floats a pass writes, the
+// ConvArgs that point a pass at test vectors, and the check of a pass fed Inf and NaN.
 //   Fwd:       x, w, b (may be null)  ->  out = y (N, O, Ho, Wo)
 //   BwdData:   gy, w                  ->  out = gx (N, C, H, W)
 //   BwdWeight: gy, x                  ->  out = gw (O, C/g, kH, kW) followed by gb (O)
 #pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
 #include <cstddef>
+#include <vector>
 
 #include "conv/dispatch.h"
+#include "conv/naive_conv.h"
 
 namespace convkit::testing {
 
@@ -28,6 +33,26 @@ inline conv::ConvArgs pass_args(conv::Pass pass, const kernels::ConvParams& p, c
     a.gy = gy, a.x = x, a.gw = out, a.gb = out + p.O * p.Cg() * p.kH * p.kW;
   }
   return a;
+}
+
+// out against the naive r of inputs holding Inf/NaN: NaN where r is NaN, the same infinity where
+// r is infinite, and within 1e-4 (1 + sum|term|) elsewhere. Counts both kinds of element.
+inline void expect_nonfinite_like(const Naive& r, const std::vector<float>& out, int& nonfinite,
+                                  int& finite) {
+  nonfinite = finite = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (std::isnan(r.val[i])) {
+      ++nonfinite;
+      EXPECT_TRUE(std::isnan(out[i])) << i;
+    } else if (std::isinf(r.val[i])) {
+      ++nonfinite;
+      EXPECT_EQ(out[i], r.val[i]) << i;
+    } else {
+      ++finite;
+      ASSERT_TRUE(std::isfinite(out[i])) << i << ": " << out[i];
+      EXPECT_LE(std::fabs(out[i] - r.val[i]), 1e-4 * (1 + r.mag[i])) << i;
+    }
+  }
 }
 
 }  // namespace convkit::testing

@@ -79,19 +79,7 @@ TEST(ConvSmallc, NonFiniteActivationsPropagateLikeDirectConvolution) {
       ASSERT_NE(impls[pass_i], nullptr);
       conv::run_impl(*impls[pass_i++], pass, p, a);
       int nonfinite = 0, finite = 0;
-      for (size_t i = 0; i < out.size(); ++i) {
-        if (std::isnan(r.val[i])) {
-          ++nonfinite;
-          EXPECT_TRUE(std::isnan(out[i])) << i;
-        } else if (std::isinf(r.val[i])) {
-          ++nonfinite;
-          EXPECT_EQ(out[i], r.val[i]) << i;
-        } else {
-          ++finite;
-          ASSERT_TRUE(std::isfinite(out[i])) << i << ": " << out[i];
-          EXPECT_LE(std::fabs(out[i] - r.val[i]), 1e-4 * (1 + r.mag[i])) << i;
-        }
-      }
+      testing::expect_nonfinite_like(r, out, nonfinite, finite);
       EXPECT_GT(nonfinite, 0);
       if (pass != Pass::BwdWeight) {
         EXPECT_GT(finite, 0);
