@@ -1,7 +1,7 @@
 // The AVX2 packs (forward im2col blocks; the transposing packs of the weight-gradient GEMM) against
 // the portable ones: they only move floats, so the packed blocks must be equal bit for bit, over
 // shapes where runs cross output rows and images, tails of 8-wide blocks and NR panels, padding,
-// strides 1 and 2 and wide rows (runs of a full 16-lane panel).
+// strides 1 and 2, wide rows (runs of a full 16-lane panel) and 1x1 layers read in place.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -33,9 +33,17 @@ TEST(Pack, Avx2PacksEqualPortableOnes) {
   struct Case {
     int64_t N, C, H, W, k, s, pad;
   };
-  const Case cases[] = {{2, 3, 5, 7, 3, 1, 1},  {1, 2, 9, 13, 3, 2, 1},  {3, 1, 4, 4, 1, 1, 0},
-                        {2, 4, 11, 6, 5, 1, 2}, {1, 3, 17, 19, 7, 2, 3}, {2, 5, 8, 8, 2, 2, 0},
-                        {1, 2, 7, 70, 3, 2, 1}, {1, 1, 5, 40, 3, 1, 1}};
+  const Case cases[] = {{2, 3, 5, 7, 3, 1, 1},
+                        {1, 2, 9, 13, 3, 2, 1},
+                        {3, 1, 4, 4, 1, 1, 0},
+                        {2, 4, 11, 6, 5, 1, 2},
+                        {1, 3, 17, 19, 7, 2, 3},
+                        {2, 5, 8, 8, 2, 2, 0},
+                        {1, 2, 7, 70, 3, 2, 1},
+                        {1, 1, 5, 40, 3, 1, 1},
+                        // 1x1 stride 1 unpadded: col is x itself (transposed straight from it)
+                        {2, 20, 3, 5, 1, 1, 0},
+                        {3, 17, 6, 7, 1, 1, 0}};
   for (const Case& c : cases) {
     const ConvParams p = testing::make(c.N, c.C, c.H, c.W, 4, c.k, c.k, c.s, c.pad);
     const auto x = random_floats(rng, p.N * p.C * p.H * p.W);

@@ -17,6 +17,11 @@ struct Im2col {
   int64_t H = 0, W = 0, Ho = 0, Wo = 0, kH = 1, kW = 1;
   int64_t sH = 1, sW = 1, dH = 1, dW = 1, pad_t = 0, pad_l = 0;
 };
+// Whether col is the planes themselves, col(k, j) = x[k * W + j] (a 1x1, stride 1, unpadded
+// convolution, whose view im2col_view flattens to one row of H * W per plane).
+inline bool is_plain(const Im2col& g) {
+  return g.kH == 1 && g.kW == 1 && g.H == 1 && g.Ho == 1 && g.sW == 1 && g.pad_l == 0;
+}
 // The im2col view of image n, group g of a convolution (x is the whole (N, C, H, W) input).
 Im2col im2col_view(const ConvParams& p, const float* x, int64_t n, int64_t g);
 

@@ -112,37 +112,62 @@ void pack_a_gy__avx2(const float* gy0, int64_t image_stride, int64_t P, int64_t 
   }
 }
 
+namespace {
+
+// Panel rows q = 0 .. len of NR columns: panel[q * NR + kk] = rows[kk][q], 8 x 8 in registers.
+void transpose_rows_into_panel(const float* const (&rows)[NR], int64_t len, float* panel) {
+  int64_t q = 0;
+  for (; q + 8 <= len; q += 8) {
+    __m256 lo[8], hi[8];
+    for (int i = 0; i < 8; ++i) {
+      lo[i] = _mm256_loadu_ps(rows[i] + q);
+      hi[i] = _mm256_loadu_ps(rows[i + 8] + q);
+    }
+    __m256 clo[8], chi[8];
+    transpose8(lo, clo);
+    transpose8(hi, chi);
+    for (int t = 0; t < 8; ++t) {
+      _mm256_storeu_ps(panel + (q + t) * NR, clo[t]);
+      _mm256_storeu_ps(panel + (q + t) * NR + 8, chi[t]);
+    }
+  }
+  for (; q < len; ++q)
+    for (int64_t kk = 0; kk < NR; ++kk) panel[q * NR + kk] = rows[kk][q];
+}
+
+}  // namespace
+
 void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc,
                          float* dst) {
-  // Per panel of NR columns k: the NR rows of col over q0 .. q0+qc gathered row by row into tmp
-  // (contiguous copies), then transposed into the panel (element (q, kk) at [(q - q0) NR + kk]).
+  alignas(32) static const float zeros[gemm::KC] = {};
+  const float* rows[NR];
+  if (is_plain(g)) {
+    // col is x itself: each image's run of q is transposed straight from its planes.
+    const int64_t P = g.W;
+    for (int64_t s = 0; s < nc; s += NR) {
+      const int64_t cols = std::min(NR, nc - s);
+      float* panel = dst + (s / NR) * qc * NR;
+      for (int64_t q = q0; q < q0 + qc;) {
+        const int64_t n = q / P, j = q % P, len = std::min(P - j, q0 + qc - q);
+        const float* plane = g.x + n * g.image_stride + j;
+        for (int64_t kk = 0; kk < NR; ++kk)
+          rows[kk] = kk < cols ? plane + (k0 + s + kk) * P : zeros;
+        transpose_rows_into_panel(rows, len, panel + (q - q0) * NR);
+        q += len;
+      }
+    }
+    return;
+  }
+  // Otherwise per panel of NR columns k: the NR rows of col over q0 .. q0+qc are gathered row by
+  // row into tmp (contiguous copies), then transposed into the panel.
   alignas(32) float tmp[NR][gemm::KC];
   for (int64_t s = 0; s < nc; s += NR) {
     const int64_t cols = std::min(NR, nc - s);
     for (int64_t kk = 0; kk < NR; ++kk) {
-      if (kk < cols)
-        gather_col_row_with(g, k0 + s + kk, q0, qc, tmp[kk], CopyRunAvx2{});
-      else
-        zero_run(tmp[kk], qc);
+      if (kk < cols) gather_col_row_with(g, k0 + s + kk, q0, qc, tmp[kk], CopyRunAvx2{});
+      rows[kk] = kk < cols ? tmp[kk] : zeros;
     }
-    float* panel = dst + (s / NR) * qc * NR;
-    int64_t q = 0;
-    for (; q + 8 <= qc; q += 8) {
-      __m256 lo[8], hi[8];
-      for (int i = 0; i < 8; ++i) {
-        lo[i] = _mm256_load_ps(&tmp[i][q]);
-        hi[i] = _mm256_load_ps(&tmp[i + 8][q]);
-      }
-      __m256 clo[8], chi[8];
-      transpose8(lo, clo);
-      transpose8(hi, chi);
-      for (int t = 0; t < 8; ++t) {
-        _mm256_storeu_ps(panel + (q + t) * NR, clo[t]);
-        _mm256_storeu_ps(panel + (q + t) * NR + 8, chi[t]);
-      }
-    }
-    for (; q < qc; ++q)
-      for (int64_t kk = 0; kk < NR; ++kk) panel[q * NR + kk] = tmp[kk][q];
+    transpose_rows_into_panel(rows, qc, dst + (s / NR) * qc * NR);
   }
 }
 

@@ -111,7 +111,7 @@ template <typename CopyRun>
 void pack_im2col_rows(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
                       CopyRun copy) {
   using gemm::NR;
-  if (g.kH == 1 && g.kW == 1 && g.Ho == 1 && g.H == 1 && g.sW == 1 && g.pad_l == 0) {
+  if (is_plain(g)) {
     gemm::pack_b_rows(g.x, g.W, k0, kc, j0, nc, dst);  // 1x1 stride 1: col is x itself
     return;
   }
