@@ -20,21 +20,47 @@ namespace {
 using gemm::MR;
 using gemm::NR;
 
-// d[i] = row[i * sW] for i < len, 8 at a time for strides 1 and 2. Reads only row[0 .. (len-1) sW].
+// The first n lanes set (0 <= n <= 8).
+inline __m256i first_lanes(int64_t n) {
+  alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                0,  0,  0,  0,  0,  0,  0,  0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
+}
+
+// The evens of lo = row[0 .. 8) and hi = row[7 .. 15): row[0], row[2], .. row[14]. Per 128-bit
+// lane take lo[0], lo[2], hi[1], hi[3] (offsets {0,2,8,10 | 4,6,12,14}), then swap the middle
+// 64-bit pairs.
+inline __m256 evens(__m256 lo, __m256 hi) {
+  const __m256 mix = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 2, 0));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mix), 0xD8));
+}
+
+// d[i] = row[i * sW] for i < len, 8 at a time for strides 1 and 2 (the last, short block with
+// masked loads). Reads only row[0 .. (len-1) sW]. With Overshoot, the last block is stored whole:
+// up to 7 floats past d[len - 1] are written (garbage), which the caller's buffer must allow;
+// otherwise exactly d[0 .. len) is written.
+template <bool Overshoot>
 struct CopyRunAvx2 {
   void operator()(const float* row, int64_t sW, int64_t len, float* d) const {
     int64_t i = 0;
     if (sW == 1) {
       for (; i + 8 <= len; i += 8) _mm256_storeu_ps(d + i, _mm256_loadu_ps(row + i));
+      if (Overshoot && i < len) {
+        _mm256_storeu_ps(d + i, _mm256_maskload_ps(row + i, first_lanes(len - i)));
+        return;
+      }
     } else if (sW == 2) {
-      for (; i + 8 <= len; i += 8) {
-        // lo = row[2i .. 2i+8), hi = row[2i+7 .. 2i+15): the evens 2i .. 2i+14 without reading
-        // past the last one. Per 128-bit lane take lo[0], lo[2], hi[1], hi[3] (offsets
-        // {0,2,8,10 | 4,6,12,14}), then swap the middle 64-bit pairs.
-        const __m256 lo = _mm256_loadu_ps(row + 2 * i), hi = _mm256_loadu_ps(row + 2 * i + 7);
-        const __m256 mix = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 2, 0));
+      for (; i + 8 <= len; i += 8)  // hi ends at row[2i + 14], the last even of the block
         _mm256_storeu_ps(d + i,
-                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mix), 0xD8)));
+                         evens(_mm256_loadu_ps(row + 2 * i), _mm256_loadu_ps(row + 2 * i + 7)));
+      if (Overshoot && i < len) {
+        const int64_t last = 2 * (len - i - 1);  // offset of the last sample from row + 2i
+        const __m256 lo =
+            _mm256_maskload_ps(row + 2 * i, first_lanes(std::min<int64_t>(8, last + 1)));
+        const __m256 hi =
+            _mm256_maskload_ps(row + 2 * i + 7, first_lanes(std::max<int64_t>(0, last - 6)));
+        _mm256_storeu_ps(d + i, evens(lo, hi));
+        return;
       }
     }
     for (; i < len; ++i) d[i] = row[i * sW];
@@ -77,7 +103,7 @@ void col2im_add__avx2(const Im2col& g, const float* dcol, int64_t ld, int64_t k0
 
 void pack_im2col__avx2(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                        float* dst) {
-  pack_im2col_rows(g, k0, kc, j0, nc, dst, CopyRunAvx2{});
+  pack_im2col_rows(g, k0, kc, j0, nc, dst, CopyRunAvx2<true>{});
 }
 
 void pack_a_gy__avx2(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
@@ -168,7 +194,7 @@ void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, in
   for (int64_t s = 0; s < nc; s += NR) {
     const int64_t cols = std::min(NR, nc - s);
     for (int64_t kk = 0; kk < NR; ++kk) {
-      if (kk < cols) gather_col_row_with(g, k0 + s + kk, q0, qc, tmp[kk], CopyRunAvx2{});
+      if (kk < cols) gather_col_row_with(g, k0 + s + kk, q0, qc, tmp[kk], CopyRunAvx2<false>{});
       rows[kk] = kk < cols ? tmp[kk] : zeros;
     }
     transpose_rows_into_panel(rows, qc, dst + (s / NR) * qc * NR);

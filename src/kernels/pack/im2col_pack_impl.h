@@ -102,7 +102,10 @@ struct Segment {
   int64_t at, oh, ow, len;
 };
 
-// pack_im2col (contract in im2col_pack.h) with copy(row, sW, len, d): d[i] = row[i * sW], i < len.
+// pack_im2col (contract in im2col_pack.h) with copy(row, sW, len, d): d[i] = row[i * sW], i < len;
+// copy may also write up to 7 floats past d[len - 1]: runs are written in increasing order (what
+// one run writes past its end, the next one overwrites), the row buffer has 8 floats of slack
+// and a panel row's tail run ends inside its NR slot, whose rest is zeroed after it.
 // Each k row of the block is gathered whole into a row buffer (one contiguous copy per output-row
 // run, the padding as zeros), then cut into its NR-lane panel rows: per element that is two
 // vectorised copies, where gathering straight into the panels paid a run's bookkeeping for every
@@ -125,7 +128,7 @@ void pack_im2col_rows(const Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64
     segs[ns++] = {j - j0, oh, ow, len};
     j += len, ow = 0, ++oh;
   }
-  alignas(64) float row[gemm::NC];
+  alignas(64) float row[gemm::NC + 8];
   const int64_t full = nc / NR, tail = nc % NR;
   for (int64_t kk = 0; kk < kc; ++kk) {
     const Tap t = tap(g, k0 + kk);
