@@ -5,17 +5,24 @@
 //   bwd_data     stride 1: the forward GEMM of gy with the flipped, transposed kernel
 //                  (gx = conv(gy, w'), w'[c][o][kh][kw] = w[o][c][kH-1-kh][kW-1-kw], pad
 //                  d(k-1)-pad)
-//                stride > 1: dcol (K x P) = w_g^T . gy_ng, block by block, scattered by col2im
+//                stride > 1, big layers: one GEMM per phase of gx (sub-pixel decomposition, see
+//                  bwd_data_phases); otherwise dcol (K x P) = w_g^T . gy_ng, block by block,
+//                  scattered by col2im
 //   bwd_weight   gw_g (Og x K) = gy_g (Og x N P) . col^T (N P x K), the reduction over all images
 //
-// Threads split outputs (forward: (group, image, column block) tasks; bwd_data stride > 1: input
-// channels; bwd_weight: gw columns, or fixed chunks of the reduction whose partials are added in
-// chunk order), and KC is fixed, so every output is the same sum in the same order whatever the
-// thread count.
+// Threads split outputs (forward: (group, image, column block) tasks; bwd_data stride > 1: (group,
+// image, phase block) tasks or input channels; bwd_weight: gw columns, or fixed chunks of the
+// reduction whose partials are added in chunk order), and KC is fixed, so every output is the
+// same sum in the same order whatever the thread count.
 // Workspace: the packed weights plus one KC x NC B block per thread (bwd_data stride > 1 adds the
 // thread's packed rows of w^T and an L2-sized dcol block; bwd_weight in chunks adds the partial
 // gw) — far below the full im2col buffer.
+#include <algorithm>
 #include <atomic>
+#include <climits>
+#include <cstring>
+#include <numeric>
+#include <vector>
 
 #include "base/aligned.h"
 #include "base/cpu.h"
@@ -24,6 +31,7 @@
 #include "kernels/direct/direct.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/pack/im2col_pack.h"
+#include "kernels/phase/interleave.h"
 
 namespace convkit::conv::impl {
 
@@ -175,8 +183,7 @@ int64_t dcol_a_floats(const ConvParams& p) {
   return packed_a_floats(dcol_channels(p) * p.kH * p.kW, p.Og());
 }
 
-std::size_t bwd_data_ws(const ConvParams& p, int nt) {
-  if (p.sH == 1 && p.sW == 1) return fwd_ws(transposed(p), nt);
+std::size_t col2im_ws(const ConvParams& p, int nt) {
   // Per thread: a packed B block (gy, Og x kDcolCols), the packed rows of w_g^T of each of its
   // channel blocks and a dcol block.
   const int64_t blocks = ((p.Cg() + nt - 1) / nt + dcol_channels(p) - 1) / dcol_channels(p);
@@ -210,7 +217,7 @@ void bwd_data_strided(const GemmOps& ops, const ConvParams& p, const ConvArgs& a
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, Cg));
   const int64_t cb = dcol_channels(p), ablock = dcol_a_floats(p);
   const int64_t blocks = ((Cg + nthreads - 1) / nthreads + cb - 1) / cb;  // per thread, at most
-  const int64_t per_thread = bwd_data_ws(p, nthreads) / nthreads;
+  const int64_t per_thread = col2im_ws(p, nthreads) / nthreads;
   base::parallel_run(nt, [&](int tid, int n_threads) {
     float* bbuf = ws + tid * per_thread;
     float* apack = bbuf + packed_b_floats(KC, kDcolCols);  // (blocks, ablock)
@@ -253,18 +260,323 @@ void bwd_data_strided(const GemmOps& ops, const ConvParams& p, const ConvArgs& a
   });
 }
 
+// ---- backward data, stride > 1, by phases -----------------------------------------------------
+//
+// gx splits into sH x sW phase grids gx_ab[c][i][j] = gx[c][a + sH i][b + sW j]. Input row
+// ih = a + sH i takes only the taps kh with (a + pad_t - kh dH) divisible by sH, each from gy row
+// i + q, q = (a + pad_t - kh dH) / sH; so each phase is a stride-1 correlation of gy with a small
+// sub-kernel, a GEMM like the forward one:
+//   gx_ab (Cg x Hp Wp) = A_ab (Cg x Og th tw) . B_ab (Og th tw x Hp Wp)
+//   A_ab(c, (o, t, u)) = w_g[o][c][kh_t][kw_u],   B_ab((o, t, u), (i, j)) = gy[o][i + q_t][j + q_u]
+// No col2im and no memset: every gx element is written once, as one GEMM sum whose order depends
+// only on the shape (its K and KC). A phase without taps (kernel smaller than the stride) gets an
+// empty sum: zeros.
+//
+// A task is a block of phase rows i0 .. i0+rows and columns j0 .. j0+cols of every phase of one
+// image and group. It copies the window of gy that its phases read (clipped to gy) into Z (Og, Hz,
+// Wz), rows zero-padded, Wz = cols where the window is no wider (always, for whole rows of
+// ordinary layers). The B row of tap (o, t, u) over the block is then ONE contiguous run of Z,
+// row-major over (i, x < Wz): a phase GEMM runs over rows x Wz columns, its B blocks are copies of
+// 16 floats, and the few columns where a run wraps into the next Z row (where the tap reads past
+// gy's edge, so the term is 0) are zeroed in the packed block. The C blocks of all sH sW phases go
+// to a buffer, and kernels::phase::interleave writes the block's gx rows whole, in memory order
+// (streamed past the caches when gx is large: its lines are then never read).
+// The phase path runs where it pays (use_phases), the col2im path above elsewhere; the tests run
+// it on every strided shape through gemm_bwd_data_phases_* (impls.h).
+
+// d[i] = s[i], i < N or n: in fixed-size pieces the compiler inlines (a call to memmove for each
+// short run cost more than the copy).
+template <int64_t N>
+inline void copy_floats(const float* s, float* d) {
+  std::memcpy(d, s, N * sizeof(float));
+}
+inline void copy_floats(const float* s, int64_t n, float* d) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) copy_floats<8>(s + i, d + i);
+  for (; i < n; ++i) d[i] = s[i];
+}
+
+// The taps of one kernel dimension (size k, stride s, dilation d, padding pad) that phase a takes,
+// in decreasing kh so that the gy offset q grows: tap t is kh0 - t kstep, reading q0 + t dq.
+struct PhaseTaps {
+  int64_t n = 0, kh0 = 0, kstep = 1, q0 = 0, dq = 1;
+};
+PhaseTaps phase_taps(int64_t a, int64_t k, int64_t s, int64_t d, int64_t pad) {
+  PhaseTaps t;
+  const int64_t g = std::gcd(s, d);
+  t.kstep = s / g, t.dq = d / g;
+  for (int64_t kh = k - 1; kh >= 0; --kh)
+    if ((a + pad - kh * d) % s == 0) {
+      t.n = kh / t.kstep + 1, t.kh0 = kh, t.q0 = (a + pad - kh * d) / s;
+      break;
+    }
+  return t;
+}
+
+// Phase a's rows (columns): a, a + s, ... below n.
+int64_t phase_size(int64_t n, int64_t a, int64_t s) {
+  return a < n ? (n - a + s - 1) / s : 0;
+}
+
+// The blocking of the phase grids (the same for every phase): blocks of `rows` x `cols`, and the
+// gy offsets q of one dimension over all phases, [qh_lo, qh_hi] and [qw_lo, qw_hi].
+struct PhaseBlocks {
+  int64_t rows, cols, row_blocks, col_blocks;
+  int64_t qh_lo, qh_hi, qw_lo, qw_hi;
+  double useful;  // of the GEMM columns, the share that are gx's (the rest: Z's pitch, panels)
+  int64_t Hz() const { return rows + qh_hi - qh_lo; }  // Z's most rows and columns
+  int64_t Wz() const { return cols + qw_hi - qw_lo; }
+  // Floats a run may read before or after Z (they are zeroed, then the wrapped columns too).
+  int64_t guard() const { return qw_hi - qw_lo + std::max<int64_t>(0, -qw_lo); }
+  int64_t z_floats(int64_t Og) const { return Og * Hz() * Wz() + 2 * guard(); }
+};
+PhaseBlocks phase_blocks(const ConvParams& p, int nthreads) {
+  PhaseBlocks b{};
+  auto range = [](int64_t k, int64_t s, int64_t d, int64_t pad, int64_t& lo, int64_t& hi) {
+    lo = INT64_MAX, hi = INT64_MIN;
+    for (int64_t a = 0; a < s; ++a) {
+      const PhaseTaps t = phase_taps(a, k, s, d, pad);
+      if (t.n == 0) continue;
+      lo = std::min(lo, t.q0), hi = std::max(hi, t.q0 + (t.n - 1) * t.dq);
+    }
+  };
+  range(p.kH, p.sH, p.dH, p.pad_t, b.qh_lo, b.qh_hi);
+  range(p.kW, p.sW, p.dW, p.pad_l, b.qw_lo, b.qw_hi);
+  const int64_t Hm = phase_size(p.H, 0, p.sH), Wm = phase_size(p.W, 0, p.sW);
+  const int64_t dw = b.qw_hi - b.qw_lo;
+  // Z's width for whole rows (see bwd_data_phases).
+  const int64_t Wz = std::max(Wm, std::min(p.Wo, Wm + b.qw_hi) - std::max<int64_t>(0, b.qw_lo));
+  if (Wz > NC) {  // wide rows: blocks of one row and about NC columns
+    b.cols = std::max(NR, NC - dw), b.rows = 1;
+    b.useful = double(b.cols) / double(b.cols + dw);
+  } else {
+    // A phase's GEMM has rows x Wz columns in micro-panels of NR: take the row count (up to NC
+    // columns, and two tasks per thread where the images are few) that needs the fewest panels in
+    // all, plus one per task for its fixed costs.
+    const int64_t planes = p.groups * p.N;
+    const int64_t want = (2 * nthreads + planes - 1) / planes;  // row blocks per plane
+    const int64_t most = std::max<int64_t>(1, std::min(NC / Wz, Hm / want));
+    int64_t best = INT64_MAX;
+    for (int64_t r = 1; r <= most; ++r) {
+      const int64_t full = Hm / r, rest = Hm % r;
+      const int64_t panels = full * ((r * Wz + NR - 1) / NR) + (rest * Wz + NR - 1) / NR;
+      const int64_t cost = panels + full + (rest > 0);
+      if (cost < best) best = cost, b.rows = r, b.useful = double(Hm * Wm) / double(panels * NR);
+    }
+    b.cols = Wm;
+  }
+  b.row_blocks = (Hm + b.rows - 1) / b.rows;
+  b.col_blocks = (Wm + b.cols - 1) / b.cols;
+  return b;
+}
+
+// Packed A_ab of one group, all phases in (a, b) order.
+int64_t phase_a_floats(const ConvParams& p) {
+  int64_t total = 0;
+  for (int64_t a = 0; a < p.sH; ++a)
+    for (int64_t b = 0; b < p.sW; ++b)
+      total += packed_a_floats(p.Cg(), p.Og() * phase_taps(a, p.kH, p.sH, p.dH, p.pad_t).n *
+                                           phase_taps(b, p.kW, p.sW, p.dW, p.pad_l).n);
+  return total;
+}
+
+// gx floats (1 MiB, about an L2) from which the phase path streams gx to memory.
+constexpr int64_t kStreamFloats = int64_t{1} << 18;
+
+// The phase path pays (measured on 3x3, 2x2, 5x5 layers, stride 2 and 3) where its GEMMs are big:
+// C/groups fills the micro-kernel's rows (with fewer, the RGB stem, the col2im path's dcol rows,
+// C/groups kH kW, do), every phase has taps (1x1 stride 2: three quarters of gx are zeros, cheaper
+// to memset) and the phase grids fill the NR-column panels (7 x 7 grids do not).
+bool use_phases(const ConvParams& p) {
+  for (int64_t a = 0; a < p.sH; ++a)
+    if (phase_taps(a, p.kH, p.sH, p.dH, p.pad_t).n == 0) return false;
+  for (int64_t b = 0; b < p.sW; ++b)
+    if (phase_taps(b, p.kW, p.sW, p.dW, p.pad_l).n == 0) return false;
+  return p.Cg() >= 32 && phase_blocks(p, 1).useful >= 0.9;
+}
+
+// Per thread: a B block, Z and the C blocks of the sH sW phases, sized for the largest blocks
+// (one thread's: more threads only cut rows).
+int64_t phase_thread_floats(const ConvParams& p, const PhaseBlocks& b) {
+  const int64_t ncols = b.rows * b.Wz();
+  return base::align_floats(packed_b_floats(KC, std::min(NC, ncols))) +
+         base::align_floats(b.z_floats(p.Og())) + base::align_floats(p.sH * p.sW * p.Cg() * ncols);
+}
+
+std::size_t phase_ws(const ConvParams& p, int nt) {
+  return base::align_floats(p.groups * phase_a_floats(p)) +
+         static_cast<std::size_t>(nt) * phase_thread_floats(p, phase_blocks(p, 1));
+}
+
+void bwd_data_phases(const GemmOps& ops, void (*interleave)(const kernels::phase::Interleave&),
+                     const ConvParams& p, const ConvArgs& a, float* ws, int nthreads) {
+  const int64_t Cg = p.Cg(), Og = p.Og(), khw = p.kH * p.kW, P = p.Ho * p.Wo, HW = p.H * p.W;
+  // Pack A_ab for every group and phase (the flipped taps of the sub-kernel), in pack_a_whole's
+  // format, walking k = (o, t, u) in order.
+  float* apack = ws;
+  const int64_t Mp = round_up(Cg, MR), Ka = phase_a_floats(p);
+  for (int64_t g = 0, off = 0; g < p.groups; ++g)
+    for (int64_t pa = 0; pa < p.sH; ++pa) {
+      const PhaseTaps th = phase_taps(pa, p.kH, p.sH, p.dH, p.pad_t);
+      for (int64_t pb = 0; pb < p.sW; ++pb) {
+        const PhaseTaps tw = phase_taps(pb, p.kW, p.sW, p.dW, p.pad_l);
+        const int64_t K = Og * th.n * tw.n;
+        int64_t k = 0;
+        for (int64_t o = 0; o < Og; ++o)
+          for (int64_t t = 0; t < th.n; ++t)
+            for (int64_t u = 0; u < tw.n; ++u, ++k) {
+              const int64_t pc = k / KC * KC, kc = std::min(KC, K - pc);
+              const float* src = a.w + ((g * Og + o) * Cg * p.kH + th.kh0 - t * th.kstep) * p.kW +
+                                 tw.kh0 - u * tw.kstep;  // w[g Og + o][c][kh][kw] at + c kH kW
+              float* d = apack + off + pc * Mp + (k - pc) * MR;  // + (c / MR) kc MR + c % MR
+              for (int64_t c = 0; c < Mp; ++c)
+                d[c / MR * kc * MR + c % MR] = c < Cg ? src[c * khw] : 0.f;
+            }
+        off += packed_a_floats(Cg, K);
+      }
+    }
+  const PhaseBlocks blk = phase_blocks(p, nthreads);
+  // A gx larger than the caches goes straight to memory (written once here, never read).
+  const bool stream = p.N * p.C * HW >= kStreamFloats;
+  const int64_t ncols_max = blk.rows * blk.Wz();
+  const int64_t per_thread = phase_thread_floats(p, phase_blocks(p, 1));
+  float* thread_ws = ws + base::align_floats(p.groups * phase_a_floats(p));
+  const int64_t blocks = blk.row_blocks * blk.col_blocks;
+  const int64_t tasks = p.groups * p.N * blocks;
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
+  base::parallel_run(nt, [&](int tid, int n_threads) {
+    float* bbuf = thread_ws + tid * per_thread;
+    float* z = bbuf + base::align_floats(packed_b_floats(KC, std::min(NC, ncols_max)));
+    float* cbuf = z + base::align_floats(blk.z_floats(Og));  // (sH sW, Cg, <= ncols_max)
+    std::vector<int64_t> ext(p.sH + p.sW);  // a block's rows of each phase row, columns of each
+    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t g = task / (p.N * blocks), n = task / blocks % p.N, bl = task % blocks;
+      const int64_t i0 = bl / blk.col_blocks * blk.rows, j0 = bl % blk.col_blocks * blk.cols;
+      const int64_t rows = std::min(phase_size(p.H, 0, p.sH), i0 + blk.rows) - i0;
+      const int64_t cols = std::min(phase_size(p.W, 0, p.sW), j0 + blk.cols) - j0;
+      // Z (Og, Hz, Wz) = gy[o][i0 + qh_lo + r][zlo + x], zero outside gy: the columns the block
+      // reads, [j0 + qw_lo, j0 + cols + qw_hi), clipped to gy, in at least cols columns.
+      const int64_t Hz = rows + blk.qh_hi - blk.qh_lo, y0 = i0 + blk.qh_lo;
+      const int64_t zlo = std::max<int64_t>(0, j0 + blk.qw_lo);
+      const int64_t Wz = std::max(cols, std::min(p.Wo, j0 + cols + blk.qw_hi) - zlo);
+      const int64_t nv = std::clamp<int64_t>(p.Wo - zlo, 0, Wz);  // columns inside gy
+      const int64_t G = blk.guard();
+      float* z0 = z + G;
+      std::fill(z, z0, 0.f);
+      std::fill(z0 + Og * Hz * Wz, z0 + Og * Hz * Wz + G, 0.f);
+      const float* gyg = a.gy + (n * p.O + g * Og) * P;  // (Og, Ho, Wo)
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t r = 0; r < Hz; ++r) {
+          float* zr = z0 + (o * Hz + r) * Wz;
+          const int64_t y = y0 + r;
+          if (y < 0 || y >= p.Ho) {
+            std::fill(zr, zr + Wz, 0.f);
+            continue;
+          }
+          copy_floats(gyg + (o * p.Ho + y) * p.Wo + zlo, nv, zr);
+          std::fill(zr + nv, zr + Wz, 0.f);
+        }
+      float* gxg = a.gx + (n * p.C + g * Cg) * HW;  // (Cg, H, W)
+      const float* ag = apack + g * Ka;
+      for (int64_t pa = 0; pa < p.sH; ++pa) {
+        const PhaseTaps th = phase_taps(pa, p.kH, p.sH, p.dH, p.pad_t);
+        const int64_t ra = std::min(phase_size(p.H, pa, p.sH), i0 + rows) - i0;  // phase rows
+        const int64_t ncols = std::max<int64_t>(0, ra) * Wz;
+        auto width = [&](int64_t pb) {  // phase pb's columns in this block
+          return std::max<int64_t>(0, std::min(phase_size(p.W, pb, p.sW), j0 + cols) - j0);
+        };
+        for (int64_t pb = 0; pb < p.sW; ++pb) {
+          const PhaseTaps tw = phase_taps(pb, p.kW, p.sW, p.dW, p.pad_l);
+          const int64_t taps = th.n * tw.n, K = Og * taps;
+          const float* aph = ag;
+          ag += packed_a_floats(Cg, K);
+          if (ra <= 0 || width(pb) == 0) continue;
+          // B row (o, t, u) at column r Wz + x is gy[o][i0 + r + q_t][j0 + x + q_u], the run of Z
+          // from Z[o][q_t - qh_lo][e], e = j0 + q_u - zlo; where x + e falls outside [0, Wz) the
+          // run has wrapped (gy's edge, or a dropped column): 0.
+          kernels::gemm::gemm_columns(
+              ops.uk, Cg, K, 0, ncols, cbuf + (pa * p.sW + pb) * Cg * ncols_max, ncols, bbuf,
+              [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+                const int64_t full = nc / NR, tail = nc % NR;
+                for (int64_t kk = 0; kk < kc; ++kk) {
+                  const int64_t k = k0 + kk, o = k / taps, t = k % taps / tw.n, u = k % tw.n;
+                  const int64_t e = j0 + tw.q0 + u * tw.dq - zlo;
+                  const float* src = z0 + (o * Hz + th.q0 + t * th.dq - blk.qh_lo) * Wz + e + jc;
+                  float* d = dst + kk * NR;
+                  for (int64_t s = 0; s < full; ++s) copy_floats<NR>(src + s * NR, d + s * kc * NR);
+                  for (int64_t c = 0; c < NR && tail; ++c)
+                    d[full * kc * NR + c] = c < tail ? src[full * NR + c] : 0.f;
+                  if (e == 0) continue;
+                  const int64_t xa = e < 0 ? 0 : std::max<int64_t>(0, Wz - e);
+                  const int64_t xb = e < 0 ? std::min(Wz, -e) : Wz;
+                  for (int64_t r = jc / Wz; r * Wz < jc + nc; ++r)
+                    for (int64_t x = xa; x < xb; ++x) {
+                      const int64_t q = r * Wz + x - jc;  // the block's column
+                      if (q >= 0 && q < nc) d[q / NR * kc * NR + q % NR] = 0.f;
+                    }
+                }
+              },
+              [&](int64_t ib, int64_t, int64_t k0, int64_t) {
+                return packed_a_at(aph, Cg, K, ib, k0);
+              },
+              [](int64_t, int64_t) {});
+        }
+      }
+      // gx[c][pa + sH (i0 + r)][sW (j0 + x) + b] = C_ab(c, r Wz + x), x < width(b): the block's
+      // gx rows, whole and in memory order.
+      for (int64_t pa = 0; pa < p.sH; ++pa)
+        ext[pa] = std::max<int64_t>(0, std::min(phase_size(p.H, pa, p.sH), i0 + rows) - i0);
+      for (int64_t pb = 0; pb < p.sW; ++pb)
+        ext[p.sH + pb] = std::max<int64_t>(0, std::min(phase_size(p.W, pb, p.sW), j0 + cols) - j0);
+      kernels::phase::Interleave il;
+      il.src = cbuf, il.ps = Cg * ncols_max, il.ld = Wz, il.sH = p.sH, il.sW = p.sW;
+      il.rows = ext.data(), il.width = ext.data() + p.sH, il.C = Cg;
+      il.gx = gxg + p.sH * i0 * p.W + p.sW * j0, il.plane = HW, il.W = p.W, il.stream = stream;
+      interleave(il);
+    }
+  });
+}
+
+std::size_t bwd_data_ws(const ConvParams& p, int nt) {
+  if (p.sH == 1 && p.sW == 1) return fwd_ws(transposed(p), nt);
+  return use_phases(p) ? phase_ws(p, nt) : col2im_ws(p, nt);
+}
+
+// Padded taps must be skipped, never multiplied: non-finite weights take the direct loops. A
+// phase's sub-kernel meets gy's zero border even without padding (rows past Ho, and above row 0
+// for its taps with q < 0), so the phase path checks always.
+bool bwd_data_nonfinite(const ConvParams& p, const ConvArgs& a, bool phases) {
+  if ((!p.has_padding() && !phases) || all_finite(a.w, p.O * kdim(p))) return false;
+  note_fallback("gemm", "bwd_data",
+                phases ? "non-finite weights (stride > 1)" : "non-finite weights with zero padding",
+                kDirectLoops);
+  kernels::direct::bwd_data(p, a.gy, a.w, a.gx);
+  return true;
+}
+
 template <const GemmOps* Ops>
 void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nt = base::threads_for(p.flops(), max_nt);
-  if (p.has_padding() && !all_finite(a.w, p.O * kdim(p))) {
-    note_fallback("gemm", "bwd_data", "non-finite weights with zero padding", kDirectLoops);
-    kernels::direct::bwd_data(p, a.gy, a.w, a.gx);
-    return;
-  }
-  if (p.sH == 1 && p.sW == 1)
+  const bool strided = p.sH > 1 || p.sW > 1, phases = strided && use_phases(p);
+  if (bwd_data_nonfinite(p, a, phases)) return;
+  if (!strided)
     bwd_data_s1(*Ops, p, a, ws, nt);
+  else if (phases)
+    bwd_data_phases(*Ops,
+                    Ops == &kAvx2 ? kernels::phase::interleave__avx2 : kernels::phase::interleave,
+                    p, a, ws, nt);
   else
     bwd_data_strided(*Ops, p, a, ws, nt);
+}
+
+// The phase path whatever the shape (stride > 1).
+template <const GemmOps* Ops>
+void bwd_data_by_phases(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  if (bwd_data_nonfinite(p, a, true)) return;
+  bwd_data_phases(*Ops,
+                  Ops == &kAvx2 ? kernels::phase::interleave__avx2 : kernels::phase::interleave, p,
+                  a, ws, base::threads_for(p.flops(), max_nt));
 }
 
 // ---- backward weight --------------------------------------------------------------------------
@@ -380,6 +692,15 @@ const char* avx2_why_not(const ConvParams& p) {
   return zero_padding_reason(p);
 }
 
+const char* phases_why_not(const ConvParams& p) {
+  if (p.sH == 1 && p.sW == 1) return "stride 1 (phases are for strided layers)";
+  return zero_padding_reason(p);
+}
+const char* phases_avx2_why_not(const ConvParams& p) {
+  if (!base::use_avx2()) return "needs AVX2 and FMA";
+  return phases_why_not(p);
+}
+
 }  // namespace
 
 const Impl gemm_fwd_avx2{"gemm_avx2", avx2_why_not, fwd_ws, fwd<&kAvx2>};
@@ -390,5 +711,9 @@ const Impl gemm_bwd_data_generic{"gemm_generic", zero_padding_reason, bwd_data_w
                                  bwd_data<&kGeneric>};
 const Impl gemm_bwd_weight_generic{"gemm_generic", zero_padding_reason, bwd_weight_ws,
                                    bwd_weight<&kGeneric>};
+const Impl gemm_bwd_data_phases_avx2{"gemm_phases_avx2", phases_avx2_why_not, phase_ws,
+                                     bwd_data_by_phases<&kAvx2>};
+const Impl gemm_bwd_data_phases_generic{"gemm_phases_generic", phases_why_not, phase_ws,
+                                        bwd_data_by_phases<&kGeneric>};
 
 }  // namespace convkit::conv::impl

@@ -20,6 +20,9 @@ extern const Impl wino_fwd_avx2, wino_bwd_data_avx2;
 // Implicit GEMM over the packed SGEMM core (1x1 stride 1 unpadded: straight GEMM).
 extern const Impl gemm_fwd_avx2, gemm_bwd_data_avx2, gemm_bwd_weight_avx2;
 extern const Impl gemm_fwd_generic, gemm_bwd_data_generic, gemm_bwd_weight_generic;
+// gemm's backward data of strided layers by phases on any strided shape (gemm_bwd_data_* take it
+// where it pays); not in the dispatch lists: the tests run it directly.
+extern const Impl gemm_bwd_data_phases_avx2, gemm_bwd_data_phases_generic;
 
 // Shared reasons and helpers.
 // Null when the padding reads zeros (mode zeros, or constant 0); fast paths handle only that.

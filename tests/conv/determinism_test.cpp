@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "conv/dispatch.h"
+#include "conv/impls.h"
 #include "conv/naive_conv.h"
 #include "conv/pass_args.h"
 
@@ -35,7 +36,7 @@ TEST(ConvDeterminism, OneAndTwoThreadsGiveIdenticalBits) {
   const testing::ConvParams shapes[] = {
       make(2, 16, 20, 20, 24, 3, 3, 1, 1),         // 3x3 stride 1 (implicit GEMM / Winograd)
       make(2, 16, 20, 20, 24, 3, 3, 1, 2, 2),      // dilated (Winograd phases)
-      make(2, 32, 21, 21, 32, 3, 3, 2, 1),         // stride 2 (bwd_data through col2im)
+      make(2, 32, 21, 21, 32, 3, 3, 2, 1),         // stride 2 (bwd_data by phases)
       make(3, 64, 14, 14, 40, 1, 1),               // 1x1
       make(4, 3, 40, 40, 8, 5, 5, 2, 2),           // stem-like: bwd_weight in fixed q chunks
       make(2, 48, 30, 30, 48, 3, 3, 1, 1, 1, 48),  // depthwise
@@ -64,6 +65,29 @@ TEST(ConvDeterminism, OneAndTwoThreadsGiveIdenticalBits) {
       }
   }
   EXPECT_GT(compared, 10);
+}
+
+// Backward data by phases (taken by gemm where it pays) at 1 and 2 threads: tasks of whole phase
+// rows (3x3, 2x2 stride 2) and of part rows (wide, stride 3), gx plain and streamed.
+TEST(ConvDeterminism, BackwardDataByPhasesOneAndTwoThreads) {
+  using testing::make;
+  std::mt19937 rng(98);
+  int compared = 0;
+  for (const auto& p : {make(2, 32, 21, 21, 32, 3, 3, 2, 1), make(1, 24, 7, 300, 24, 5, 5, 3, 2),
+                        make(2, 64, 64, 64, 16, 2, 2, 2)}) {
+    const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
+    const auto gy = testing::random_vec(rng, p.N * p.O * p.Ho * p.Wo);
+    for (const Impl* impl :
+         {&conv::impl::gemm_bwd_data_phases_avx2, &conv::impl::gemm_bwd_data_phases_generic}) {
+      if (impl->why_not(p)) continue;
+      const auto one = run(*impl, Pass::BwdData, p, {}, w, {}, gy, 1);
+      const auto two = run(*impl, Pass::BwdData, p, {}, w, {}, gy, 2);
+      EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0)
+          << impl->name << " N" << p.N << " C" << p.C << " k" << p.kH << " s" << p.sH;
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 2);
 }
 
 }  // namespace
