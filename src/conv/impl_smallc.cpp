@@ -2,14 +2,17 @@
 // first layer, image stems such as ResNet's 7x7 stride 2), where the GEMM's K = C/g * kH * kW is
 // too short to pay for im2col and packing. Any kernel size, stride, dilation and O.
 //
-// fwd and bwd_data are one correlation ("Corr"): a task is (image, block of output rows); per group
-// it copies the rows of the source planes it reads into a per-thread zero-padded buffer, split into
-// stride phases (buf[plane][row][phase][col]), so every tap of an output row is the unit-stride run
-// `buf + off[t]` (kernels/smallc), and then computes every output row in blocks of up to 6 output
-// channels, each loaded input vector used by all channels of the block. bwd_data (stride 1) is the
-// forward correlation of gy, padded by (k - 1) * d - pad (negative: cropped), with the flipped
-// kernel, O planes in and C planes out. fwd and bwd_data blocks change no sum, so their bits never
-// depend on the thread count.
+// fwd and bwd_data are one correlation ("Corr"): a task is a chunk of output rows of one image; per
+// group it copies the rows of the source planes it reads into a per-thread zero-padded buffer,
+// split into stride phases (buf[plane][row][phase][col]; stride 2 by a vector gather), so every tap
+// of an output row is the unit-stride run `buf + off[t]` (kernels/smallc), and then computes every
+// output row in blocks of up to 6 output channels, each loaded input vector used by all channels of
+// the block. Taps run in (kh, plane, kw) order, so the kernel rows that fall on the zero rows above
+// or below the source are skipped; for 3, 5 and 7 wide kernels at stride 1 or 2 the kernel walks
+// the taps a kernel row at a time (constant displacements, no per-tap offsets). bwd_data (stride
+// 1) is the forward correlation of gy, padded by (k - 1) * d - pad (negative: cropped), with the
+// flipped kernel, O planes in and C planes out. fwd and bwd_data chunks change no sum, so their
+// bits never depend on the thread count.
 //
 // bwd_weight reduces over N * Ho * Wo: stacked output rows n * Ho + oh are cut into chunks of a
 // fixed number of rows (from the shape only), each chunk's sums go into its own partial (vector
@@ -17,7 +20,8 @@
 //
 // Threads take tasks (and chunks) in turn from a shared counter rather than in fixed ranges: no
 // task's result depends on which thread runs it, so the bits stay the same for any thread count and
-// any interleaving, and a thread the OS preempts on a shared machine holds up only its own task.
+// any interleaving, and a thread the OS preempts on a shared machine holds up only its own task
+// (fwd and bwd_data tasks shrink towards the end for that reason, see chunk_end).
 //
 // NaN/Inf: the buffer's zero padding is multiplied, not skipped, so fwd with padding and bwd_data
 // fall back to the direct loops when a weight is non-finite (0 * Inf would be NaN); a bwd_weight
@@ -89,14 +93,31 @@ Corr make_corr(const ConvParams& p, Pass pass) {
   return k;
 }
 
-// Tap offsets of a group's planes in the buffer, taps in (plane, kh, kw) order.
+// Buffer offset of tap (plane c, kh, kw) for output row 0.
+int64_t tap_offset(const Corr& k, int64_t c, int64_t kh, int64_t kw) {
+  return c * k.plane + (kh * k.dH * k.sW + (kw * k.dW) % k.sW) * k.Wq + (kw * k.dW) / k.sW;
+}
+
+// Tap offsets in (plane, kh, kw) order: bwd_weight's accumulators, laid out as the weights.
 void tap_offsets(const Corr& k, int64_t* off) {
   int64_t t = 0;
   for (int64_t c = 0; c < k.cin; ++c)
     for (int64_t kh = 0; kh < k.kH; ++kh)
-      for (int64_t kw = 0; kw < k.kW; ++kw)
-        off[t++] =
-            c * k.plane + (kh * k.dH * k.sW + (kw * k.dW) % k.sW) * k.Wq + (kw * k.dW) / k.sW;
+      for (int64_t kw = 0; kw < k.kW; ++kw) off[t++] = tap_offset(k, c, kh, kw);
+}
+
+// The correlation's taps run in (kh, plane, kw) order instead, so that the taps of the kernel rows
+// an output row reads from padding (near the top and bottom) are a prefix and a suffix, skipped.
+int64_t corr_tap(const Corr& k, int64_t c, int64_t kh, int64_t kw) {
+  return (kh * k.cin + c) * k.kW + kw;
+}
+
+// Kernel rows [kh0, kh1) of output row r whose source rows lie inside the source.
+std::pair<int64_t, int64_t> live_kernel_rows(const Corr& k, int64_t r) {
+  const int64_t first = r * k.sH - k.top;  // source row of kh = 0
+  const int64_t kh0 = first >= 0 ? 0 : ceil_div(-first, k.dH);
+  const int64_t kh1 = first >= k.Hs ? 0 : (k.Hs - 1 - first) / k.dH + 1;
+  return {std::min(kh0, k.kH), std::clamp(kh1, std::min(kh0, k.kH), k.kH)};
 }
 
 // Columns [lo, hi) of buffer phase ph whose source column j * sW + ph - left lies in [0, Ws); the
@@ -114,27 +135,32 @@ void clear_buffer(const Corr& k, float* buf) {
 }
 
 // buf[c][i][ph][j] = src[c][row0 + i - top][j * sW + ph - left] (0 outside the source), for the
-// cin planes of one group of one image (src: (cin, Hs, Ws)). Writes only the data columns.
-void fill(const Corr& k, const float* src, int64_t row0, float* buf) {
-  for (int64_t ph = 0; ph < k.sW; ++ph) {
-    const auto [lo, hi] = data_columns(k, ph);
-    const int64_t shift = lo * k.sW + ph - k.left;  // source column of buffer column lo
-    for (int64_t c = 0; c < k.cin; ++c) {
-      const float* s = src + c * k.Hs * k.Ws;
-      float* b = buf + c * k.plane + ph * k.Wq;
-      for (int64_t i = 0; i < k.Hb; ++i) {
-        float* d = b + i * k.sW * k.Wq;
-        const int64_t sr = row0 + i - k.top;
+// cin planes of one group of one image (src: (cin, Hs, Ws)) and the buffer rows that `rows`
+// (<= R) output rows read. Writes only the data columns.
+void fill(const Corr& k, const float* src, int64_t row0, int64_t rows, float* buf) {
+  constexpr int64_t kAhead = 6;  // source rows prefetched ahead: the fill waits on x otherwise
+  const int64_t hb = (rows - 1) * k.sH + (k.kH - 1) * k.dH + 1;
+  for (int64_t c = 0; c < k.cin; ++c) {
+    const float* s = src + c * k.Hs * k.Ws;
+    for (int64_t i = 0; i < hb; ++i) {
+      const int64_t sr = row0 + i - k.top;
+      if (const int64_t pr = sr + kAhead; i + kAhead < hb && pr >= 0 && pr < k.Hs)
+        for (int64_t j = 0; j < k.Ws; j += 16) __builtin_prefetch(s + pr * k.Ws + j);
+      for (int64_t ph = 0; ph < k.sW; ++ph) {
+        const auto [lo, hi] = data_columns(k, ph);
+        float* d = buf + c * k.plane + (i * k.sW + ph) * k.Wq;
         if (sr < 0 || sr >= k.Hs) {
           std::fill(d + lo, d + hi, 0.f);
-        } else {
-          // A plain loop: rows are short, a library copy costs more in calls than in moves.
-          const float* row = s + sr * k.Ws + shift;
-          if (k.sW == 1)
-            for (int64_t j = 0; j < hi - lo; ++j) d[lo + j] = row[j];
-          else
-            for (int64_t j = 0; j < hi - lo; ++j) d[lo + j] = row[j * k.sW];
+          continue;
         }
+        // A plain loop: rows are short, a library copy costs more in calls than in moves.
+        const float* row = s + sr * k.Ws + lo * k.sW + ph - k.left;  // source of column lo
+        if (k.sW == 1)
+          for (int64_t j = 0; j < hi - lo; ++j) d[lo + j] = row[j];
+        else if (k.sW == 2)  // the stem's case: a vector gather (scalar, it cost ~5% of the call)
+          ks::f32_gather_stride2__avx2(hi - lo, row, d + lo);
+        else
+          for (int64_t j = 0; j < hi - lo; ++j) d[lo + j] = row[j * k.sW];
       }
     }
   }
@@ -149,30 +175,64 @@ struct Blocks {
   int64_t size(int64_t i) const { return q + (i < r ? 1 : 0); }
 };
 
+// Output rows are handed out in chunks of the stacked rows n * Ho + r, never across an image: R
+// rows while plenty remain, then shrinking with what remains (guided scheduling), so that the
+// threads finish together. Where chunk boundaries fall changes no sum (they follow from the shape
+// and the thread count, not from which thread takes which chunk).
+int64_t chunk_end(const Corr& k, int64_t s, int nt) {
+  const int64_t rem = k.N * k.Ho - s, image_end = (s / k.Ho + 1) * k.Ho;
+  const int64_t size =
+      std::clamp<int64_t>(ceil_div(rem, 2 * nt), std::max<int64_t>(1, k.R / 4), k.R);
+  return std::min(image_end, s + size);
+}
+
 // Runs the correlation: wp holds each group's blocks as (taps, block size) panels at
 // g * cout * taps + first * taps.
 void correlate(const Corr& k, const float* src, const float* wp, const float* bias, float* out,
                float* bufs, int max_nt, double flops) {
+  // Offsets of the taps in corr_tap order or, where the kernel's unrolled rows of kW taps serve
+  // the shape (the stem's 7x7 stride 2 among them), of each (kh, plane) row of taps.
+  const bool by_rows = ks::has_rowk(k.kW, k.sW, k.dW);
   int64_t off[kMaxTaps];
-  tap_offsets(k, off);
-  const int64_t blocks = ceil_div(k.Ho, k.R), tasks = k.N * blocks, taps = k.taps();
+  for (int64_t c = 0; c < k.cin; ++c)
+    for (int64_t kh = 0; kh < k.kH; ++kh) {
+      if (by_rows) off[kh * k.cin + c] = tap_offset(k, c, kh, 0);
+      for (int64_t kw = 0; kw < k.kW && !by_rows; ++kw)
+        off[corr_tap(k, c, kh, kw)] = tap_offset(k, c, kh, kw);
+    }
+  const int64_t rows = k.N * k.Ho, taps = k.taps(), row_taps = k.cin * k.kW;
   const Blocks ob(k.cout);
-  const int nt = static_cast<int>(std::min<int64_t>(base::threads_for(flops, max_nt), tasks));
-  std::atomic<int64_t> next{0};  // tasks are taken in turn (see the top of the file)
+  const int nt =
+      static_cast<int>(std::min<int64_t>(base::threads_for(flops, max_nt), ceil_div(rows, k.R)));
+  std::atomic<int64_t> next{0};  // chunks are taken in turn (see the top of the file)
   base::parallel_run(nt, [&](int tid, int) {
     float* buf = bufs + tid * k.buffer_floats();
     clear_buffer(k, buf);
-    for (int64_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
-      const int64_t n = t / blocks, r0 = (t % blocks) * k.R, r1 = std::min(k.Ho, r0 + k.R);
+    for (;;) {
+      int64_t s = next.load(std::memory_order_relaxed), e;
+      do {
+        if (s >= rows) return;
+        e = chunk_end(k, s, nt);
+      } while (!next.compare_exchange_weak(s, e, std::memory_order_relaxed));
+      const int64_t n = s / k.Ho, r0 = s - n * k.Ho, r1 = e - n * k.Ho;
       for (int64_t g = 0; g < k.G; ++g) {
-        fill(k, src + (n * k.G + g) * k.cin * k.Hs * k.Ws, r0 * k.sH, buf);
+        fill(k, src + (n * k.G + g) * k.cin * k.Hs * k.Ws, r0 * k.sH, r1 - r0, buf);
         for (int64_t r = r0; r < r1; ++r) {
           const float* in = buf + (r - r0) * k.row_stride();
+          const auto [kh0, kh1] = live_kernel_rows(k, r);
+          const int64_t t0 = kh0 * row_taps;
           for (int64_t b = 0; b < ob.n; ++b) {
-            const int64_t o0 = g * k.cout + ob.first(b);
-            ks::f32_conv2d_smallc_row__avx2_fma(
-                k.Wo, taps, in, off, wp + o0 * taps, bias ? bias + o0 : nullptr, ob.size(b),
-                out + ((n * k.G * k.cout + o0) * k.Ho + r) * k.Wo, k.Ho * k.Wo);
+            const int64_t o0 = g * k.cout + ob.first(b), nb = ob.size(b);
+            const float* w = wp + o0 * taps + t0 * nb;
+            const float* b0 = bias ? bias + o0 : nullptr;
+            float* y = out + ((n * k.G * k.cout + o0) * k.Ho + r) * k.Wo;
+            if (by_rows)
+              ks::f32_conv2d_smallc_rowk__avx2_fma(k.kW, k.sW, k.Wo, (kh1 - kh0) * k.cin, in,
+                                                   off + kh0 * k.cin, k.Wq, w, b0, nb, y,
+                                                   k.Ho * k.Wo);
+            else
+              ks::f32_conv2d_smallc_row__avx2_fma(k.Wo, (kh1 - kh0) * row_taps, in, off + t0, w, b0,
+                                                  nb, y, k.Ho * k.Wo);
           }
         }
       }
@@ -256,13 +316,17 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const Corr k = make_corr(p, Pass::Fwd);
   const int64_t taps = k.taps();
   const Blocks ob(k.cout);
-  // wp: per group and block, w[o][t] as (taps, block size).
+  // wp: per group and block, w[o][c][kh][kw] at (corr_tap(c, kh, kw), o) of a (taps, block size)
+  // panel.
   float* wp = ws;
   for (int64_t g = 0; g < k.G; ++g)
     for (int64_t b = 0; b < ob.n; ++b) {
       const int64_t o0 = g * k.cout + ob.first(b), nb = ob.size(b);
-      for (int64_t t = 0; t < taps; ++t)
-        for (int64_t o = 0; o < nb; ++o) wp[o0 * taps + t * nb + o] = a.w[(o0 + o) * taps + t];
+      for (int64_t c = 0, i = 0; c < k.cin; ++c)
+        for (int64_t kh = 0; kh < k.kH; ++kh)
+          for (int64_t kw = 0; kw < k.kW; ++kw, ++i)
+            for (int64_t o = 0; o < nb; ++o)
+              wp[o0 * taps + corr_tap(k, c, kh, kw) * nb + o] = a.w[(o0 + o) * taps + i];
     }
   correlate(k, a.x, wp, a.b, a.y, ws + base::align_floats(weights(p)), max_nt, p.flops());
 }
@@ -276,7 +340,8 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const Corr k = make_corr(p, Pass::BwdData);
   const int64_t taps = k.taps(), kk = p.kH * p.kW;
   const Blocks cb(k.cout);
-  // wp: per group and block of input channels c, w[o][c][kH-1-kh][kW-1-kw] at tap (o, kh, kw).
+  // wp: per group and block of input channels c, w[o][c][kH-1-kh][kW-1-kw] at
+  // (corr_tap(o, kh, kw), c) of a (taps, block size) panel.
   float* wp = ws;
   for (int64_t g = 0; g < k.G; ++g)
     for (int64_t b = 0; b < cb.n; ++b) {
@@ -284,7 +349,7 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       for (int64_t o = 0; o < k.cin; ++o)
         for (int64_t i = 0; i < kk; ++i)
           for (int64_t c = 0; c < nb; ++c)
-            wp[base + (o * kk + i) * nb + c] =
+            wp[base + corr_tap(k, o, i / p.kW, i % p.kW) * nb + c] =
                 a.w[((g * k.cin + o) * k.cout + c0 + c) * kk + (kk - 1 - i)];
     }
   correlate(k, a.gy, wp, nullptr, a.gx, ws + base::align_floats(weights(p)), max_nt, p.flops());
@@ -347,7 +412,7 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
         for (int64_t g = 0; g < p.groups; ++g)
           for (int64_t h0 = a0; h0 < b0; h0 += k.R) {
             const int64_t h1 = std::min(b0, h0 + k.R);
-            fill(k, a.x + (n * p.groups + g) * k.cin * p.H * p.W, h0 * p.sH, buf);
+            fill(k, a.x + (n * p.groups + g) * k.cin * p.H * p.W, h0 * p.sH, h1 - h0, buf);
             for (int64_t oh = h0; oh < h1; oh += call_rows)
               ks::f32_conv2d_smallc_gw__avx2_fma(p.Wo, std::min(call_rows, h1 - oh),
                                                  a.gy + ((n * p.O + g * k.cout) * p.Ho + oh) * p.Wo,

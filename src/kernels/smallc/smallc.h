@@ -24,6 +24,19 @@ void f32_conv2d_smallc_row__avx2_fma(int64_t wo, int64_t ntaps, const float* in,
                                      const float* w, const float* bias, int64_t nc, float* y,
                                      int64_t y_cs);
 
+// The same with the taps in rows of kw (3, 5 or 7; see has_rowk), stride sw (1 or 2), dilation 1:
+// tap (i, k) for i < nrows, k < kw reads in + roff[i] + (k % sw) * wq + k / sw (phase k % sw of
+// the buffer row, wq floats a phase) with weights w[(i * kw + k) * nc + o]. The row offsets and
+// the displacements in the row replace the per-tap offset table: fewer instructions a tap, which
+// is what the FMA-bound loop is short of when the core is shared.
+constexpr bool has_rowk(int64_t kw, int64_t sw, int64_t dw) {
+  return (kw == 3 || kw == 5 || kw == 7) && (sw == 1 || sw == 2) && dw == 1;
+}
+void f32_conv2d_smallc_rowk__avx2_fma(int64_t kw, int64_t sw, int64_t wo, int64_t nrows,
+                                      const float* in, const int64_t* roff, int64_t wq,
+                                      const float* w, const float* bias, int64_t nc, float* y,
+                                      int64_t y_cs);
+
 // Backward-weight partial sums over `nrows` output rows, `nc` output channels (any count), added to
 // acc (nc, ntaps, 8):
 //   acc[(o * ntaps + t) * 8 + l] += sum over r < nrows, j < wo with j % 8 == l, in order, of
@@ -32,5 +45,8 @@ void f32_conv2d_smallc_row__avx2_fma(int64_t wo, int64_t ntaps, const float* in,
 void f32_conv2d_smallc_gw__avx2_fma(int64_t wo, int64_t nrows, const float* gy, int64_t gy_cs,
                                     const float* in, int64_t in_rs, const int64_t* off,
                                     int64_t ntaps, int64_t nc, float* acc);
+
+// d[j] = s[2 * j] for j < n (one stride-2 phase of a row): reads s[0, 2n - 1).
+void f32_gather_stride2__avx2(int64_t n, const float* s, float* d);
 
 }  // namespace convkit::kernels::smallc

@@ -29,20 +29,45 @@ inline __attribute__((always_inline)) void unroll(F&& f) {
 
 // ---- forward-style rows -----------------------------------------------------------------------
 
+// Where a row's taps read: each(src, w, f) calls f(input run, its C weights) for every tap in
+// order. Any taps: one offset per tap (a load and an add per tap).
+struct ListedTaps {
+  int64_t ntaps;
+  const int64_t* off;
+  template <int C, typename F>
+  inline __attribute__((always_inline)) void each(const float* src, const float* w, F&& f) const {
+    for (int64_t t = 0; t < ntaps; ++t) f(src + off[t], w + t * C);
+  }
+};
+// Taps in rows of KW (stride SW, no dilation): one offset per row, the KW taps at constant
+// displacements from it (phase kw % SW, column kw / SW) — no per-tap bookkeeping in the loop.
+template <int KW, int SW>
+struct RowTaps {
+  int64_t nrows;
+  const int64_t* roff;
+  int64_t wq;
+  template <int C, typename F>
+  inline __attribute__((always_inline)) void each(const float* src, const float* w, F&& f) const {
+    for (int64_t i = 0; i < nrows; ++i) {
+      const float* p0 = src + roff[i];
+      const float* p1 = p0 + (SW > 1 ? wq : 0);
+      const float* wr = w + i * KW * C;
+      unroll<KW>([&](auto kw) { f((kw % SW == 0 ? p0 : p1) + kw / SW, wr + kw * C); });
+    }
+  }
+};
+
 // Columns [j0, j0 + 8V) of one output row for C channels: C x V accumulators, every input vector
 // loaded once per tap and used by all C channels (broadcast weights).
-template <int C, int V>
-inline void row_block(int64_t j0, int64_t wo, int64_t ntaps, const float* in, const int64_t* off,
-                      const float* w, const float* bias, float* y, int64_t y_cs) {
+template <int C, int V, typename Taps>
+inline void row_block(int64_t j0, int64_t wo, const Taps& taps, const float* in, const float* w,
+                      const float* bias, float* y, int64_t y_cs) {
   __m256 acc[C][V];
   unroll<C>([&](auto o) {
     const __m256 b = bias ? _mm256_broadcast_ss(bias + o) : _mm256_setzero_ps();
     unroll<V>([&](auto v) { acc[o][v] = b; });
   });
-  const float* src = in + j0;
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const float* s = src + off[t];
-    const float* wt = w + t * C;
+  taps.template each<C>(in + j0, w, [&](const float* s, const float* wt) {
     if constexpr (C < V) {  // C weights live, input vectors streamed (3 x 4: 12 + 3 + 1 ymm)
       __m256 wv[C];
       unroll<C>([&](auto o) { wv[o] = _mm256_broadcast_ss(wt + o); });
@@ -58,7 +83,7 @@ inline void row_block(int64_t j0, int64_t wo, int64_t ntaps, const float* in, co
         unroll<V>([&](auto v) { acc[o][v] = _mm256_fmadd_ps(wv, xv[v], acc[o][v]); });
       });
     }
-  }
+  });
   unroll<V>([&](auto v) {
     const int64_t j = j0 + 8 * v;
     if (j + 8 <= wo) {
@@ -70,20 +95,45 @@ inline void row_block(int64_t j0, int64_t wo, int64_t ntaps, const float* in, co
   });
 }
 
-template <int C>
-void row(int64_t wo, int64_t ntaps, const float* in, const int64_t* off, const float* w,
-         const float* bias, float* y, int64_t y_cs) {
+template <int C, typename Taps>
+void row(int64_t wo, const Taps& taps, const float* in, const float* w, const float* bias, float* y,
+         int64_t y_cs) {
   // About 12 accumulators: 6 x 2, 4 x 3, 3 x 4, 2 x 4, 1 x 4.
   constexpr int V = C >= 5 ? 2 : C == 4 ? 3 : 4;
   const int64_t nv = (wo + 7) / 8;
   int64_t v = 0;
-  for (; v + V <= nv; v += V) row_block<C, V>(8 * v, wo, ntaps, in, off, w, bias, y, y_cs);
+  for (; v + V <= nv; v += V) row_block<C, V>(8 * v, wo, taps, in, w, bias, y, y_cs);
   const int64_t rest = nv - v;  // < V
   if constexpr (V > 3)
-    if (rest == 3) return row_block<C, 3>(8 * v, wo, ntaps, in, off, w, bias, y, y_cs);
+    if (rest == 3) return row_block<C, 3>(8 * v, wo, taps, in, w, bias, y, y_cs);
   if constexpr (V > 2)
-    if (rest == 2) return row_block<C, 2>(8 * v, wo, ntaps, in, off, w, bias, y, y_cs);
-  if (rest == 1) row_block<C, 1>(8 * v, wo, ntaps, in, off, w, bias, y, y_cs);
+    if (rest == 2) return row_block<C, 2>(8 * v, wo, taps, in, w, bias, y, y_cs);
+  if (rest == 1) row_block<C, 1>(8 * v, wo, taps, in, w, bias, y, y_cs);
+}
+
+template <typename Taps>
+void rows_any_c(int64_t wo, const Taps& taps, const float* in, const float* w, const float* bias,
+                int64_t nc, float* y, int64_t y_cs) {
+  switch (nc) {
+    case 1:
+      return row<1>(wo, taps, in, w, bias, y, y_cs);
+    case 2:
+      return row<2>(wo, taps, in, w, bias, y, y_cs);
+    case 3:
+      return row<3>(wo, taps, in, w, bias, y, y_cs);
+    case 4:
+      return row<4>(wo, taps, in, w, bias, y, y_cs);
+    case 5:
+      return row<5>(wo, taps, in, w, bias, y, y_cs);
+    default:
+      return row<6>(wo, taps, in, w, bias, y, y_cs);
+  }
+}
+
+template <int KW, int SW>
+void rows_k(int64_t wo, int64_t nrows, const float* in, const int64_t* roff, int64_t wq,
+            const float* w, const float* bias, int64_t nc, float* y, int64_t y_cs) {
+  rows_any_c(wo, RowTaps<KW, SW>{nrows, roff, wq}, in, w, bias, nc, y, y_cs);
 }
 
 // ---- backward-weight --------------------------------------------------------------------------
@@ -136,23 +186,34 @@ constexpr GwFn kGw[kGwC][kGwT] = {
 
 }  // namespace
 
+void f32_gather_stride2__avx2(int64_t n, const float* s, float* d) {
+  int64_t j = 0;
+  // 8 outputs from s[2j, 2j + 16): the last vector's final lane s[2j + 15] must be < 2n - 1.
+  for (; j + 8 < n; j += 8) {
+    const __m256 a = _mm256_loadu_ps(s + 2 * j), b = _mm256_loadu_ps(s + 2 * j + 8);
+    // (a0 a2 b0 b2 | a4 a6 b4 b6) -> (a0 a2 a4 a6 b0 b2 b4 b6)
+    const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    _mm256_storeu_ps(d + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+  }
+  for (; j < n; ++j) d[j] = s[2 * j];
+}
+
 void f32_conv2d_smallc_row__avx2_fma(int64_t wo, int64_t ntaps, const float* in, const int64_t* off,
                                      const float* w, const float* bias, int64_t nc, float* y,
                                      int64_t y_cs) {
-  switch (nc) {
-    case 1:
-      return row<1>(wo, ntaps, in, off, w, bias, y, y_cs);
-    case 2:
-      return row<2>(wo, ntaps, in, off, w, bias, y, y_cs);
-    case 3:
-      return row<3>(wo, ntaps, in, off, w, bias, y, y_cs);
-    case 4:
-      return row<4>(wo, ntaps, in, off, w, bias, y, y_cs);
-    case 5:
-      return row<5>(wo, ntaps, in, off, w, bias, y, y_cs);
-    default:
-      return row<6>(wo, ntaps, in, off, w, bias, y, y_cs);
-  }
+  rows_any_c(wo, ListedTaps{ntaps, off}, in, w, bias, nc, y, y_cs);
+}
+
+void f32_conv2d_smallc_rowk__avx2_fma(int64_t kw, int64_t sw, int64_t wo, int64_t nrows,
+                                      const float* in, const int64_t* roff, int64_t wq,
+                                      const float* w, const float* bias, int64_t nc, float* y,
+                                      int64_t y_cs) {
+  using Fn = void (*)(int64_t, int64_t, const float*, const int64_t*, int64_t, const float*,
+                      const float*, int64_t, float*, int64_t);
+  // [kw / 2 - 1][sw - 1] for kw = 3, 5, 7 and sw = 1, 2 (smallc.h: has_rowk).
+  constexpr Fn kRows[3][2] = {
+      {rows_k<3, 1>, rows_k<3, 2>}, {rows_k<5, 1>, rows_k<5, 2>}, {rows_k<7, 1>, rows_k<7, 2>}};
+  kRows[kw / 2 - 1][sw - 1](wo, nrows, in, roff, wq, w, bias, nc, y, y_cs);
 }
 
 void f32_conv2d_smallc_gw__avx2_fma(int64_t wo, int64_t nrows, const float* gy, int64_t gy_cs,
