@@ -325,11 +325,14 @@ void run_bench(const std::string& suite_arg, int threads_arg, bool json) {
     auto x = fill(p.N * p.C * p.H * p.W), w = fill(p.O * p.Cg() * p.kH * p.kW), b = fill(p.O),
          gy = fill(p.N * p.O * p.Ho * p.Wo);
     std::vector<float> y(gy.size()), gx(x.size()), gw(w.size()), gb(b.size());
-#if defined(CONVKIT_BENCH_ONEDNN)
-    OneDnnConv dnn(p, x.data(), w.data(), b.data(), gy.data());
-#endif
     for (size_t ti = 0; ti < thread_counts.size(); ++ti) {
       const int t = thread_counts[ti];
+#if defined(CONVKIT_BENCH_ONEDNN)
+      // oneDNN fixes a primitive's thread count when it is created (from omp_get_max_threads),
+      // so each thread count gets its own primitives, created under that count.
+      omp_set_num_threads(t);
+      OneDnnConv dnn(p, x.data(), w.data(), b.data(), gy.data());
+#endif
       for (conv::Pass pass : {conv::Pass::Fwd, conv::Pass::BwdData, conv::Pass::BwdWeight}) {
         set_num_threads(t);
         std::vector<std::function<void()>> fns;
