@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "kernels/evens_avx2.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/pack/im2col_pack.h"
 #include "kernels/pack/im2col_pack_impl.h"
@@ -27,14 +28,6 @@ inline __m256i first_lanes(int64_t n) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
 }
 
-// The evens of lo = row[0 .. 8) and hi = row[7 .. 15): row[0], row[2], .. row[14]. Per 128-bit
-// lane take lo[0], lo[2], hi[1], hi[3] (offsets {0,2,8,10 | 4,6,12,14}), then swap the middle
-// 64-bit pairs.
-inline __m256 evens(__m256 lo, __m256 hi) {
-  const __m256 mix = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 2, 0));
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mix), 0xD8));
-}
-
 // d[i] = row[i * sW] for i < len, 8 at a time for strides 1 and 2 (the last, short block with
 // masked loads). Reads only row[0 .. (len-1) sW]. With Overshoot, the last block is stored whole:
 // up to 7 floats past d[len - 1] are written (garbage), which the caller's buffer must allow;
@@ -50,9 +43,7 @@ struct CopyRunAvx2 {
         return;
       }
     } else if (sW == 2) {
-      for (; i + 8 <= len; i += 8)  // hi ends at row[2i + 14], the last even of the block
-        _mm256_storeu_ps(d + i,
-                         evens(_mm256_loadu_ps(row + 2 * i), _mm256_loadu_ps(row + 2 * i + 7)));
+      i = copy_evens_blocks(row, len, d);
       if (Overshoot && i < len) {
         const int64_t last = 2 * (len - i - 1);  // offset of the last sample from row + 2i
         const __m256 lo =

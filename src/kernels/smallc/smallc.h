@@ -46,7 +46,8 @@ void f32_conv2d_smallc_gw__avx2_fma(int64_t wo, int64_t nrows, const float* gy, 
                                     const float* in, int64_t in_rs, const int64_t* off,
                                     int64_t ntaps, int64_t nc, float* acc);
 
-// d[j] = s[2 * j] for j < n (one stride-2 phase of a row): reads s[0, 2n - 1).
+// d[j] = s[2 * j] for j < n (one stride-2 phase of a row; kernels/evens_avx2.h): reads s[0, 2n -
+// 1).
 void f32_gather_stride2__avx2(int64_t n, const float* s, float* d);
 
 }  // namespace convkit::kernels::smallc

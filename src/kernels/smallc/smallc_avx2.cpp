@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "kernels/evens_avx2.h"
 #include "kernels/smallc/smallc.h"
 
 namespace convkit::kernels::smallc {
@@ -187,15 +188,7 @@ constexpr GwFn kGw[kGwC][kGwT] = {
 }  // namespace
 
 void f32_gather_stride2__avx2(int64_t n, const float* s, float* d) {
-  int64_t j = 0;
-  // 8 outputs from s[2j, 2j + 16): the last vector's final lane s[2j + 15] must be < 2n - 1.
-  for (; j + 8 < n; j += 8) {
-    const __m256 a = _mm256_loadu_ps(s + 2 * j), b = _mm256_loadu_ps(s + 2 * j + 8);
-    // (a0 a2 b0 b2 | a4 a6 b4 b6) -> (a0 a2 a4 a6 b0 b2 b4 b6)
-    const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-    _mm256_storeu_ps(d + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
-  }
-  for (; j < n; ++j) d[j] = s[2 * j];
+  for (int64_t j = copy_evens_blocks(s, n, d); j < n; ++j) d[j] = s[2 * j];
 }
 
 void f32_conv2d_smallc_row__avx2_fma(int64_t wo, int64_t ntaps, const float* in, const int64_t* off,
