@@ -34,12 +34,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <thread>
 
 #include "base/aligned.h"
 #include "base/cpu.h"
 #include "base/parallel.h"
 #include "conv/impls.h"
+#include "conv/winograd_tiles.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/winograd/winograd.h"
 
@@ -50,42 +50,15 @@ namespace {
 namespace kg = kernels::gemm;
 namespace kw = kernels::winograd;
 
-// Workspace budget: a quarter of the im2col buffer the layer would need, or 1 MiB for small layers.
-double budget_floats(const ConvParams& p) {
-  const double im2col =
-      double(p.N) * double(p.C) * double(p.kH * p.kW) * double(p.Ho) * double(p.Wo);
-  return std::max(0.25 * im2col, double(1 << 18));
-}
-
-// Slots per task: one NR-column panel. Larger tasks reuse each U panel on more columns, but their
-// V and M (36 x (Cg + OB) x TB floats) no longer stay in L2 (measured slower on Zen 3).
-constexpr int64_t kTB = kg::NR;
-
-// Tiles of problem p. Dilation d splits the output into d x d phases: phase (a, b) holds the
-// outputs (a + d i, b + d j), Ho_a x Wo_b of them, a dense 3x3 problem on input rows a - pad_t +
-// d i' and columns b - pad_l + d j'; its tiles are count(a, Ho) x count(b, Wo) 4x4 blocks.
-struct Tiles {
-  int64_t d, th_sum, tw_sum, tw_min, tw_max, per_image, T;
-  // Outputs of phase a along an output extent L, and its tiles (of 4).
-  int64_t len(int64_t a, int64_t L) const { return L > a ? (L - a + d - 1) / d : 0; }
-  int64_t count(int64_t a, int64_t L) const { return (len(a, L) + 3) / 4; }
-};
-
-Tiles tile_grid(const ConvParams& p) {
-  Tiles t{};
-  t.d = p.dH;
-  t.tw_min = INT64_MAX;
-  for (int64_t a = 0; a < t.d; ++a) {
-    t.th_sum += t.count(a, p.Ho);
-    const int64_t tw = t.count(a, p.Wo);
-    t.tw_sum += tw;
-    if (tw > 0) t.tw_min = std::min(t.tw_min, tw), t.tw_max = std::max(t.tw_max, tw);
-  }
-  if (t.tw_max == 0) t.tw_min = 1;
-  t.per_image = t.th_sum * t.tw_sum;
-  t.T = p.N * t.per_image;
-  return t;
-}
+// Slots per task (wino::kTB): one NR-column panel. Larger tasks reuse each U panel on more
+// columns, but their V and M (36 x (Cg + OB) x TB floats) no longer stay in L2 (measured slower on
+// Zen 3).
+using wino::Barrier;
+using wino::budget_floats;
+using wino::geometry_why_not;
+using wino::kTB;
+using wino::Slots;
+using wino::Tiles;
 
 // Blocking of one call.
 struct Plan {
@@ -109,7 +82,7 @@ Plan plan(const ConvParams& p, int nt) {
   Plan pl;
   pl.nt = nt;
   const int64_t Cg = p.Cg(), Og = p.Og();
-  pl.tl = tile_grid(p);
+  pl.tl = wino::tile_grid(p);
   const Tiles& tl = pl.tl;
   pl.TB = kTB;
   pl.tasks = (tl.T + pl.TB - 1) / pl.TB;
@@ -178,18 +151,6 @@ const char* budget_why_not(const ConvParams& p) {
   return nullptr;
 }
 
-const char* geometry_why_not(const ConvParams& p) {
-  if (!base::use_avx2()) return "needs AVX2 and FMA";
-  if (p.kH != 3 || p.kW != 3 || p.sH != 1 || p.sW != 1 || p.dH != p.dW)
-    return "needs a 3x3 kernel, stride 1, equal dilations";
-  const int64_t e = 2 * p.dH;  // the dilated kernel's extent minus 1
-  if (std::max({p.pad_t, p.pad_b, p.pad_l, p.pad_r}) > e)
-    return "padding wider than the kernel (outputs reading only padding must be exact zeros)";
-  if (p.Cg() < 16 || p.Og() < 16)
-    return "fewer than 16 channels per group in or out (the transforms would dominate)";
-  return zero_padding_reason(p);
-}
-
 // Where problem p's kernels live: tap t (= 3 kh + kw) of group g, output o, input c is at
 // base[g * group + o * out + c * in + t * tap] (the forward's weights, or bwd_data's flipped,
 // transposed view of them).
@@ -197,94 +158,6 @@ struct WeightLayout {
   const float* base;
   int64_t group, out, in, tap;
 };
-
-// The threads of one parallel region wait here for each other (generation counting; spins,
-// then yields the CPU).
-class Barrier {
- public:
-  void wait(int n) {
-    if (n <= 1) return;
-    const int gen = gen_.load(std::memory_order_acquire);
-    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
-      count_.store(0, std::memory_order_relaxed);
-      gen_.store(gen + 1, std::memory_order_release);
-      return;
-    }
-    for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins)
-      if (spins > 2000) std::this_thread::yield();
-  }
-
- private:
-  std::atomic<int> count_{0}, gen_{0};
-};
-
-// Where slot s of a task reads and writes: its tile's offset in the task's windows (or in the
-// padded input, without the channel), the output offset of its first element (without the
-// channel), and how many of its 4 x 4 outputs lie inside.
-struct Slots {
-  int64_t src[kTB], y[kTB];
-  int8_t nh[kTB], nw[kTB];
-  // Runs of slots in one image and phase (segments): segment k holds tile rows ty0 .. ty1 of
-  // image n, phase (a, b); its window (rows x ld floats at woff) covers input rows ih0 + d r and
-  // columns iw0 + d j.
-  struct Seg {
-    int64_t n, a, b, ty0, ty1, ih0, iw0, rows, woff;
-  };
-  int nseg;
-  Seg seg[kTB];
-};
-
-// Fills the slots of tiles [t0, t0 + ns) of problem p.
-void locate(const ConvParams& p, const Plan& pl, int64_t t0, int64_t ns, Slots& sl) {
-  const Tiles& tl = pl.tl;
-  const int64_t d = tl.d;
-  sl.nseg = 0;
-  Slots::Seg* cur = nullptr;
-  int64_t woff = 0;
-  for (int64_t s = 0; s < ns; ++s) {
-    // Order in an image: phase row a, tile row ty, phase column b, tile column tx (the phases
-    // b of one tile row read the same input rows, so a task reads them together).
-    const int64_t t = t0 + s, n = t / tl.per_image;
-    int64_t r = t % tl.per_image, a = 0, b = 0;
-    for (; r >= tl.count(a, p.Ho) * tl.tw_sum; ++a) r -= tl.count(a, p.Ho) * tl.tw_sum;
-    const int64_t ty = r / tl.tw_sum;
-    r %= tl.tw_sum;
-    for (; r >= tl.count(b, p.Wo); ++b) r -= tl.count(b, p.Wo);
-    const int64_t tx = r;
-    if (!cur || cur->n != n || cur->a != a || cur->b != b) {  // a new segment
-      if (cur) woff += cur->rows * pl.ld;
-      cur = &sl.seg[sl.nseg++];
-      *cur = {n, a, b, ty, ty, a - p.pad_t + d * 4 * ty, b - p.pad_l, 6, woff};
-    }
-    cur->ty1 = ty;
-    cur->rows = 4 * (ty - cur->ty0) + 6;
-    sl.src[s] = pl.padded ? ((n * p.C * d + a) * d + b) * pl.pf + 4 * ty * pl.ld + 4 * tx
-                          : woff + 4 * (ty - cur->ty0) * pl.ld + 4 * tx;
-    sl.y[s] = n * p.O * p.Ho * p.Wo + (a + d * 4 * ty) * p.Wo + b + d * 4 * tx;
-    sl.nh[s] = static_cast<int8_t>(std::min<int64_t>(4, tl.len(a, p.Ho) - 4 * ty));
-    sl.nw[s] = static_cast<int8_t>(std::min<int64_t>(4, tl.len(b, p.Wo) - 4 * tx));
-  }
-}
-
-// ceil(v / d) for d >= 1, v of either sign (no division for d = 1: this runs per task and channel).
-inline int64_t ceil_div(int64_t v, int64_t d) {
-  if (d == 1) return v;
-  return v >= 0 ? (v + d - 1) / d : -(-v / d);
-}
-
-// Prefetches rows r0, r0 + step, ... (nr of them) of a plane of width W, columns [c0, c1)
-// (clipped to [0, W)), for reading or writing.
-template <bool Write>
-void prefetch_rows(const float* plane, int64_t W, int64_t r0, int64_t step, int64_t nr, int64_t c0,
-                   int64_t c1) {
-  c0 = std::max<int64_t>(c0, 0), c1 = std::min(c1, W);
-  if (c0 >= c1) return;
-  for (int64_t r = 0; r < nr; ++r) {
-    const char* lo = reinterpret_cast<const char*>(plane + (r0 + r * step) * W + c0);
-    const char* hi = reinterpret_cast<const char*>(plane + (r0 + r * step) * W + c1);
-    for (const char* q = lo; q < hi + 63; q += 64) __builtin_prefetch(q, Write ? 1 : 0, 3);
-  }
-}
 
 // Runs F(4x4, 3x3) on problem p; false when an input or weight was not finite (y then holds
 // garbage and the caller runs another implementation).
@@ -343,7 +216,7 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
         u += qb - qa;
         const int64_t t0 = task * TB, ns = std::min(TB, pl.tl.T - t0);
         const int64_t used = ns <= 8 ? 8 : kTB;  // slots ns .. used hold garbage
-        locate(p, pl, t0, ns, sl);
+        wino::locate(p, pl.tl, pl.padded, pl.ld, pl.pf, t0, ns, sl);
         for (int64_t s = ns; s < used; ++s) sl.src[s] = sl.src[ns - 1];  // unused slots
         for (int64_t c0 = 0; c0 < Cg; c0 += pl.CC) {
           const int64_t cc = std::min(pl.CC, Cg - c0);
@@ -356,7 +229,7 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
               if (c + 1 < Cg)  // the next channel's rows, while this one is transformed
                 for (int k = 0; k < sl.nseg; ++k) {
                   const Slots::Seg& sg = sl.seg[k];
-                  prefetch_rows<false>(base + (((sg.n * p.C + 1) * d + sg.a) * d + sg.b) * pl.pf,
+                  wino::prefetch_rows<false>(base + (((sg.n * p.C + 1) * d + sg.a) * d + sg.b) * pl.pf,
                                        pl.ld, 4 * sg.ty0, 1, sg.rows, 0, pl.ld);
                 }
             } else {
@@ -366,10 +239,10 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
                 finite &= kw::f32_wino_window__avx2(xc, p.H, p.W, sg.ih0, sg.iw0, d, sg.rows, pl.ld,
                                                     win + sg.woff, pl.ld);
                 if (c + 1 < Cg) {  // the next channel's rows, while this one is transformed
-                  const int64_t r0 = std::max<int64_t>(0, ceil_div(-sg.ih0, d));
-                  const int64_t r1 = std::min(sg.rows, ceil_div(p.H - sg.ih0, d));
+                  const int64_t r0 = std::max<int64_t>(0, wino::ceil_div(-sg.ih0, d));
+                  const int64_t r1 = std::min(sg.rows, wino::ceil_div(p.H - sg.ih0, d));
                   if (r0 < r1)
-                    prefetch_rows<false>(xc + HW, p.W, sg.ih0 + d * r0, d, r1 - r0, sg.iw0,
+                    wino::prefetch_rows<false>(xc + HW, p.W, sg.ih0 + d * r0, d, r1 - r0, sg.iw0,
                                          sg.iw0 + d * pl.ld);
                 }
               }
@@ -419,7 +292,7 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
               const Slots::Seg& sg = sl.seg[k];
               const int64_t nr =
                   std::min(4 * (sg.ty1 - sg.ty0 + 1), pl.tl.len(sg.a, p.Ho) - 4 * sg.ty0);
-              prefetch_rows<true>(yo + HoWo + sg.n * p.O * HoWo, p.Wo, sg.a + d * 4 * sg.ty0, d, nr,
+              wino::prefetch_rows<true>(yo + HoWo + sg.n * p.O * HoWo, p.Wo, sg.a + d * 4 * sg.ty0, d, nr,
                                   0, p.Wo);
             }
           for (int64_t s = 0; s < ns; s += 8) {

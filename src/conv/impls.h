@@ -15,8 +15,8 @@ extern const Impl dwconv_fwd_avx2, dwconv_bwd_data_avx2, dwconv_bwd_weight_avx2;
 // Direct kernels by output rows: depthwise, small groups, single channel (C/g * O/g <= 16).
 extern const Impl direct_fwd_avx2, direct_bwd_data_avx2, direct_bwd_weight_avx2;
 extern const Impl direct_fwd_generic, direct_bwd_data_generic, direct_bwd_weight_generic;
-// Winograd F(4x4, 3x3): 3x3 stride 1 dense kernels, forward and backward-data.
-extern const Impl wino_fwd_avx2, wino_bwd_data_avx2;
+// Winograd F(4x4, 3x3): 3x3 stride 1 dense kernels, every pass.
+extern const Impl wino_fwd_avx2, wino_bwd_data_avx2, wino_bwd_weight_avx2;
 // Implicit GEMM over the packed SGEMM core (1x1 stride 1 unpadded: straight GEMM).
 extern const Impl gemm_fwd_avx2, gemm_bwd_data_avx2, gemm_bwd_weight_avx2;
 extern const Impl gemm_fwd_generic, gemm_bwd_data_generic, gemm_bwd_weight_generic;

@@ -43,6 +43,7 @@ TEST(ConvDeterminism, OneAndTwoThreadsGiveIdenticalBits) {
       make(1, 1, 300, 300, 1, 3, 3, 1, 1),         // single channel
       make(1, 96, 8, 8, 96, 3, 3, 1, 1),           // Winograd channel blocks
       make(3, 32, 17, 15, 24, 3, 3, 1, 3, 3),      // Winograd, dilation 3, tasks across images
+      make(3, 16, 37, 41, 20, 3, 3, 1, 1),         // Winograd bwd_weight: tile chunks
       make(32, 1, 28, 28, 6, 5, 5, 1, 2),          // LeNet (smallc: chunks cross images)
       make(4, 3, 96, 90, 10, 3, 3, 2, 1),          // few channels, stride 2
   };

@@ -137,13 +137,28 @@ inline Naive naive_bwd_weight(const ConvParams& p, const float* gy, const float*
 }
 
 // Index of the first element outside the tolerance (see the policy above), or -1.
-inline int64_t first_mismatch(const Naive& r, const float* got, double extra_factor = 1.0) {
+inline int64_t first_mismatch(const Naive& r, const float* got, double extra_factor = 1.0,
+                              double floor_units = 0.0) {
   const double u = std::ldexp(1.0, -24);
   for (size_t i = 0; i < r.val.size(); ++i) {
-    const double tol = extra_factor * 2.0 * double(r.terms + 2) * u * r.mag[i] + 1e-30;
+    const double tol =
+        (extra_factor * 2.0 * double(r.terms + 2) + floor_units) * u * r.mag[i] + 1e-30;
     if (!(std::fabs(double(got[i]) - r.val[i]) <= tol)) return static_cast<int64_t>(i);
   }
   return -1;
+}
+
+// Winograd's weight gradient mixes the taps of a kernel in its transforms, so an element's
+// rounding error scales with the largest S among the `taps` elements of its kernel, not with its
+// own (a tap that reads mostly padding has a far smaller S). This copy of a weight-gradient result
+// gives every element of gw (the first nw) its kernel's largest S.
+inline Naive kernelwise(Naive r, int64_t nw, int64_t taps) {
+  for (size_t k = 0; k < static_cast<size_t>(nw); k += static_cast<size_t>(taps)) {
+    const auto first = r.mag.begin() + static_cast<std::ptrdiff_t>(k);
+    const double m = *std::max_element(first, first + taps);
+    std::fill(first, first + taps, m);
+  }
+  return r;
 }
 
 }  // namespace convkit::testing

@@ -38,6 +38,25 @@ void f32_wino_f4x3_itrans8__avx2_fma(const float* const tile[8], int64_t ld, flo
 void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias,
                                      float* const dst[8], const int64_t ld[8], int64_t cs);
 
+// Weight-gradient transforms (the adjoint of y = A^T [(G g G^T) .* V] A): the gradient of one
+// kernel is G^T [sum over tiles of (A e A^T) .* V] G, e the 4x4 tile of the output gradient.
+// Output-gradient transform of 8 tiles anywhere: tile t's element (r, j) is tile[t][r * ld + j]
+// for r, j < 4 (exactly 4 floats of each row are read). Writes E[xi][t] = (A e_t A^T)[xi] to
+// e[xi * estride + t], t < 8.
+void f32_wino_f4x3_gtrans8__avx2_fma(const float* const tile[8], int64_t ld, float* e,
+                                     int64_t estride);
+
+// Transposes 36 (xi) blocks of 8 channels x 8 tiles into GEMM panel rows (tile-major): for xi <
+// 36, t < 8, i < width, dst[xi * dst_xs + t * k_stride + i] = src[xi * src_xs + i * 8 + t].
+// width 8 (half a 16-column B panel, dst 32-byte aligned) or 6 (an MR-row A panel; src rows 6
+// and 7 are read but not stored).
+void f32_wino_panel_rows__avx2(const float* src, int64_t src_xs, int width, float* dst,
+                               int64_t dst_xs, int64_t k_stride);
+
+// Kernel gradients of up to 8 (output, input) channel pairs: lane l < n of m[xi * m_xs + l] is
+// position xi of pair l's transformed gradient dU; writes (G^T dU G)[t] to gw[l * 9 + t], t < 9.
+void f32_wino_f4x3_wgrad8__avx2_fma(const float* m, int64_t m_xs, int64_t n, float* gw);
+
 // The SGEMM micro-kernel's contract (kernels/gemm/gemm.h) for 6 rows x 8 columns, with the packed
 // B panel of the 16-column format: for i < mr, j < 8, C(i, j) = (accumulate ? C(i, j) : 0) +
 // sum_{k < kc} a[k * 6 + i] * b[k * 16 + j], the k sum in increasing order, one float FMA

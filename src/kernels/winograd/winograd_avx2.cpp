@@ -38,6 +38,21 @@ inline void at4(const __m256 m[6], __m256 o[4]) {
   o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.f), d34, d12), m[5]);
 }
 
+// g (4 vectors) -> A g (6 vectors), lane-wise: the rows of A are the columns of A^T.
+inline void a6(const __m256 g[4], __m256 r[6]) {
+  const __m256 s02 = _mm256_add_ps(g[0], g[2]), s13 = _mm256_add_ps(g[1], g[3]);
+  // t02 = g0 + 4 g2, t13 = 2 g1 + 8 g3
+  const __m256 t02 = _mm256_fmadd_ps(_mm256_set1_ps(4.f), g[2], g[0]);
+  const __m256 t13 = _mm256_mul_ps(_mm256_set1_ps(2.f),
+                                   _mm256_fmadd_ps(_mm256_set1_ps(4.f), g[3], g[1]));
+  r[0] = g[0];
+  r[1] = _mm256_add_ps(s02, s13);
+  r[2] = _mm256_sub_ps(s02, s13);
+  r[3] = _mm256_add_ps(t02, t13);
+  r[4] = _mm256_sub_ps(t02, t13);
+  r[5] = g[3];
+}
+
 // dst[t][j] = o[j][t], j < 4, t < 8 (one row of each of 8 tiles).
 inline void store_rows(const __m256 o[4], float* const dst[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(o[0], o[1]), t1 = _mm256_unpackhi_ps(o[0], o[1]);
@@ -264,6 +279,79 @@ void f32_wino_f4x3_itrans8__avx2_fma(const float* const tile[8], int64_t ld, flo
     bt6(col, r);
     for (int i = 0; i < 6; ++i) _mm256_storeu_ps(v + (6 * i + c) * vstride, r[i]);
   }
+}
+
+void f32_wino_f4x3_gtrans8__avx2_fma(const float* const tile[8], int64_t ld, float* e,
+                                     int64_t estride) {
+  __m256 h[4][6];  // h[r][xc]: row r after the column transform
+  for (int r = 0; r < 4; ++r) {
+    const int64_t off = r * ld;
+    __m256 lo[4];  // tile k's row r | tile k+4's
+    for (int k = 0; k < 4; ++k)
+      lo[k] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(tile[k] + off)),
+                                   _mm_loadu_ps(tile[k + 4] + off), 1);
+    // 4x4 transposes inside each 128-bit half: q[c] lane t = column c of tile t.
+    const __m256 a01 = _mm256_unpacklo_ps(lo[0], lo[1]), b01 = _mm256_unpackhi_ps(lo[0], lo[1]);
+    const __m256 a23 = _mm256_unpacklo_ps(lo[2], lo[3]), b23 = _mm256_unpackhi_ps(lo[2], lo[3]);
+    const __m256 q[4] = {_mm256_shuffle_ps(a01, a23, 0x44), _mm256_shuffle_ps(a01, a23, 0xEE),
+                         _mm256_shuffle_ps(b01, b23, 0x44), _mm256_shuffle_ps(b01, b23, 0xEE)};
+    a6(q, h[r]);
+  }
+  for (int c = 0; c < 6; ++c) {
+    const __m256 col[4] = {h[0][c], h[1][c], h[2][c], h[3][c]};
+    __m256 r[6];
+    a6(col, r);
+    for (int i = 0; i < 6; ++i) _mm256_storeu_ps(e + (6 * i + c) * estride, r[i]);
+  }
+}
+
+void f32_wino_panel_rows__avx2(const float* src, int64_t src_xs, int width, float* dst,
+                               int64_t dst_xs, int64_t k_stride) {
+  for (int xi = 0; xi < 36; ++xi) {
+    const float* s = src + xi * src_xs;
+    float* d = dst + xi * dst_xs;
+    __m256 in[8], out[8];
+    for (int i = 0; i < 8; ++i) in[i] = _mm256_loadu_ps(s + 8 * i);
+    transpose8(in, out);
+    if (width == 8) {
+      for (int t = 0; t < 8; ++t) _mm256_store_ps(d + t * k_stride, out[t]);
+    } else {
+      for (int t = 0; t < 8; ++t) {
+        float* o = d + t * k_stride;
+        _mm_storeu_ps(o, _mm256_castps256_ps128(out[t]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(o + 4), _mm256_extractf128_ps(out[t], 1));
+      }
+    }
+  }
+}
+
+void f32_wino_f4x3_wgrad8__avx2_fma(const float* m, int64_t m_xs, int64_t n, float* gw) {
+  const __m256 q = _mm256_set1_ps(0.25f), c6 = _mm256_set1_ps(1.f / 6.f),
+               c12 = _mm256_set1_ps(1.f / 12.f), c24 = _mm256_set1_ps(1.f / 24.f);
+  // r (3) = G^T (v0 .. v5), lane-wise; G^T's rows: (1/4 -1/6 -1/6 1/24 1/24 0),
+  // (0 -1/6 1/6 1/12 -1/12 0), (0 -1/6 -1/6 1/6 1/6 1).
+  auto gt = [&](const __m256 v[6], __m256 r[3]) {
+    const __m256 s12 = _mm256_add_ps(v[1], v[2]), d21 = _mm256_sub_ps(v[2], v[1]);
+    const __m256 s34 = _mm256_add_ps(v[3], v[4]), d34 = _mm256_sub_ps(v[3], v[4]);
+    r[0] = _mm256_fmadd_ps(v[0], q, _mm256_fmsub_ps(s34, c24, _mm256_mul_ps(s12, c6)));
+    r[1] = _mm256_fmadd_ps(d21, c6, _mm256_mul_ps(d34, c12));
+    r[2] = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(s34, s12), c6), v[5]);
+  };
+  __m256 t[3][6];  // G^T M: t[k][s]
+  for (int s = 0; s < 6; ++s) {
+    __m256 col[6], r[3];
+    for (int r6 = 0; r6 < 6; ++r6) col[r6] = _mm256_loadu_ps(m + (6 * r6 + s) * m_xs);
+    gt(col, r);
+    for (int k = 0; k < 3; ++k) t[k][s] = r[k];
+  }
+  alignas(32) float out[9][8];
+  for (int k = 0; k < 3; ++k) {
+    __m256 r[3];
+    gt(t[k], r);
+    for (int l = 0; l < 3; ++l) _mm256_store_ps(out[3 * k + l], r[l]);
+  }
+  for (int64_t l = 0; l < n; ++l)
+    for (int i = 0; i < 9; ++i) gw[l * 9 + i] = out[i][l];
 }
 
 void f32_wino_f4x3_otrans8__avx2_fma(const float* m, int64_t mstride, float bias,
