@@ -98,9 +98,14 @@ bool fits(const ConvParams& p, const Plan& pl) {
 // rows again); halves the larger block until it fits.
 Plan plan(const ConvParams& p) {
   const int64_t T = wino::tile_grid(p).T;
-  const int64_t k0 = std::min<int64_t>(256, kg::round_up(T, kTB));
+  // Chunks of nearly equal length (a short last chunk would cost a whole pass over dU).
+  auto balanced = [T](int64_t kmax) {
+    const int64_t chunks = (T + kmax - 1) / kmax;
+    return kg::round_up((T + chunks - 1) / chunks, kTB);
+  };
   for (const int64_t min_block : {int64_t{48}, int64_t{16}}) {
-    for (int64_t kt = k0;; kt = kg::round_up(kt / 2, kTB)) {
+    for (int64_t kmax = 256;; kmax /= 2) {
+      const int64_t kt = balanced(kmax);
       int64_t ob = kg::round_up(p.Og(), MR), cb = kg::round_up(p.Cg(), NR);
       Plan pl = make_plan(p, kt, ob, cb);
       while (!fits(p, pl) && std::max(ob, cb) > min_block) {
@@ -111,7 +116,7 @@ Plan plan(const ConvParams& p) {
         pl = make_plan(p, kt, ob, cb);
       }
       if (fits(p, pl)) return pl;
-      if (kt == kTB) break;
+      if (kmax <= kTB) break;
     }
   }
   Plan none = make_plan(p, kTB, MR, NR);
@@ -170,7 +175,12 @@ bool run_wino(const ConvParams& p, const float* x, const float* gy, float* gw, f
             // the GEMMs never read them): this thread's share of the groups of 8 input channels
             // (half a V panel) and of MR output-gradient channels (an E panel), each transformed
             // into tmp and then transposed into its panels' rows.
-            const auto [u0, u1] = base::split_range(cgroups + ogroups, tid, n_threads);
+            // Units are split by their channels (a V group has 8, an E group MR).
+            const auto [r0, r1] = base::split_range(cn + on, tid, n_threads);
+            auto unit_of = [&](int64_t r) {  // the first unit starting at or after channel r
+              return r <= cn ? (r + 7) / 8 : cgroups + (r - cn + MR - 1) / MR;
+            };
+            const int64_t u0 = unit_of(r0), u1 = unit_of(r1);
             for (int64_t j = 0; u0 < u1 && j * kTB < kc; ++j) {
               const int64_t t0 = T0 + j * kTB, ns = std::min(kTB, T0 + kc - t0);
               const int64_t halves = ns <= 8 ? 1 : 2;
@@ -193,15 +203,24 @@ bool run_wino(const ConvParams& p, const float* x, const float* gy, float* gw, f
                 for (int64_t r = 0; r < rows; ++r) {
                   for (int k = 0; k < sl.nseg; ++k) {
                     const wino::Slots::Seg& sg = sl.seg[k];
-                    if (is_v)
-                      finite &= kw::f32_wino_window__avx2(x + (sg.n * p.C + g * Cg + first + r) * HW,
-                                                          p.H, p.W, sg.ih0, sg.iw0, d, sg.rows,
-                                                          pl.ld, xwin + sg.woff, pl.ld);
-                    else
-                      finite &= kw::f32_wino_window__avx2(
-                          gy + (sg.n * p.O + g * Og + first + r) * HoWo, p.Ho, p.Wo,
-                          sg.a + 4 * d * sg.ty0, sg.b, d, 4 * (sg.ty1 - sg.ty0 + 1), pl.ld,
-                          gwin + goff[k], pl.ld);
+                    // The plane, its rows and columns: x's (for V) or gy's (for E).
+                    const float* plane =
+                        is_v ? x + (sg.n * p.C + g * Cg + first + r) * HW
+                             : gy + (sg.n * p.O + g * Og + first + r) * HoWo;
+                    const int64_t H = is_v ? p.H : p.Ho, W = is_v ? p.W : p.Wo;
+                    const int64_t ih0 = is_v ? sg.ih0 : sg.a + 4 * d * sg.ty0;
+                    const int64_t iw0 = is_v ? sg.iw0 : sg.b;
+                    const int64_t wrows = is_v ? sg.rows : 4 * (sg.ty1 - sg.ty0 + 1);
+                    finite &= kw::f32_wino_window__avx2(plane, H, W, ih0, iw0, d, wrows, pl.ld,
+                                                        is_v ? xwin + sg.woff : gwin + goff[k],
+                                                        pl.ld);
+                    if (r + 1 < rows) {  // the next channel's rows, while this one is transformed
+                      const int64_t a0 = std::max<int64_t>(0, wino::ceil_div(-ih0, d));
+                      const int64_t a1 = std::min(wrows, wino::ceil_div(H - ih0, d));
+                      if (a0 < a1)
+                        wino::prefetch_rows<false>(plane + (is_v ? HW : HoWo), W, ih0 + d * a0, d,
+                                                   a1 - a0, iw0, iw0 + d * pl.ld);
+                    }
                   }
                   for (int64_t h = 0; h < halves; ++h) {
                     float* dst = tmp + h * 36 * 64 + r * 8;
