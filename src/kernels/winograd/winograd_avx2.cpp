@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "kernels/evens_avx2.h"
 #include "kernels/transpose_avx2.h"
 #include "kernels/winograd/winograd.h"
 
@@ -227,16 +228,23 @@ bool f32_wino_window__avx2(const float* x, int64_t H, int64_t W, int64_t ih0, in
         [](const float* row, int64_t iw) { return _mm256_loadu_ps(row + iw); },
         [](const float* row, int64_t iw, __m256i m) { return _mm256_maskload_ps(row + iw, m); });
   } else if (d == 2) {
+    // The even floats of row[iw .. iw + 15), through masked loads at the row's ends (a gather is
+    // several times slower): lanes outside [0, W) read 0, as do the samples outside [j0, j1).
+    const __m256i f07 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), w = _mm256_set1_epi32(int(W));
+    auto inside = [&](int64_t start) {  // lanes start + f in [0, W)
+      const __m256i at = _mm256_add_epi32(f07, _mm256_set1_epi32(static_cast<int>(start)));
+      return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), at),
+                                 _mm256_cmpgt_epi32(w, at));
+    };
+    auto evens_at = [&](const float* row, int64_t iw) {
+      if (iw >= 0 && iw + 15 <= W)
+        return evens(_mm256_loadu_ps(row + iw), _mm256_loadu_ps(row + iw + 7));
+      return evens(_mm256_maskload_ps(row + iw, inside(iw)),
+                   _mm256_maskload_ps(row + iw + 7, inside(iw + 7)));
+    };
     acc = window_rows(
-        x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1,
-        [&](const float* row, int64_t iw) {
-          if (iw + 16 > W) return _mm256_i32gather_ps(row + iw, step, 4);
-          // The even floats of 16.
-          const __m256 e =
-              _mm256_shuffle_ps(_mm256_loadu_ps(row + iw), _mm256_loadu_ps(row + iw + 8), 0x88);
-          return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
-        },
-        gather_part);
+        x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1, evens_at,
+        [&](const float* row, int64_t iw, __m256i) { return evens_at(row, iw); });
   } else {
     acc = window_rows(
         x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1,
