@@ -229,8 +229,9 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
               if (c + 1 < Cg)  // the next channel's rows, while this one is transformed
                 for (int k = 0; k < sl.nseg; ++k) {
                   const Slots::Seg& sg = sl.seg[k];
-                  wino::prefetch_rows<false>(base + (((sg.n * p.C + 1) * d + sg.a) * d + sg.b) * pl.pf,
-                                       pl.ld, 4 * sg.ty0, 1, sg.rows, 0, pl.ld);
+                  wino::prefetch_rows<false>(
+                      base + (((sg.n * p.C + 1) * d + sg.a) * d + sg.b) * pl.pf, pl.ld, 4 * sg.ty0,
+                      1, sg.rows, 0, pl.ld);
                 }
             } else {
               for (int k = 0; k < sl.nseg; ++k) {
@@ -243,7 +244,7 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
                   const int64_t r1 = std::min(sg.rows, wino::ceil_div(p.H - sg.ih0, d));
                   if (r0 < r1)
                     wino::prefetch_rows<false>(xc + HW, p.W, sg.ih0 + d * r0, d, r1 - r0, sg.iw0,
-                                         sg.iw0 + d * pl.ld);
+                                               sg.iw0 + d * pl.ld);
                 }
               }
             }
@@ -292,8 +293,8 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
               const Slots::Seg& sg = sl.seg[k];
               const int64_t nr =
                   std::min(4 * (sg.ty1 - sg.ty0 + 1), pl.tl.len(sg.a, p.Ho) - 4 * sg.ty0);
-              wino::prefetch_rows<true>(yo + HoWo + sg.n * p.O * HoWo, p.Wo, sg.a + d * 4 * sg.ty0, d, nr,
-                                  0, p.Wo);
+              wino::prefetch_rows<true>(yo + HoWo + sg.n * p.O * HoWo, p.Wo, sg.a + d * 4 * sg.ty0,
+                                        d, nr, 0, p.Wo);
             }
           for (int64_t s = 0; s < ns; s += 8) {
             float* dst[8];

@@ -52,11 +52,11 @@ using wino::kTB;
 
 struct Plan {
   wino::Tiles tl;
-  int64_t kt, chunks;       // tiles per chunk (a multiple of kTB; the GEMMs' K) and chunks
-  int64_t OB, CB;           // output and input channels per block (multiples of MR and NR)
+  int64_t kt, chunks;  // tiles per chunk (a multiple of kTB; the GEMMs' K) and chunks
+  int64_t OB, CB;      // output and input channels per block (multiples of MR and NR)
   int64_t ob_blocks, cb_blocks;
-  int64_t exs, vxs, dxs;    // xi strides of E (MR-row panels), V (NR-column panels) and dU
-  int64_t ld, xwin, gwin;   // window row stride; a task's x and gy windows
+  int64_t exs, vxs, dxs;   // xi strides of E (MR-row panels), V (NR-column panels) and dU
+  int64_t ld, xwin, gwin;  // window row stride; a task's x and gy windows
   static constexpr int64_t kTmp = 2 * 36 * 64;  // transforms of 8 channels x 16 tiles
   double shared() const { return 36.0 * double(exs + vxs + dxs); }
   double per_thread() const {
@@ -193,27 +193,27 @@ bool run_wino(const ConvParams& p, const float* x, const float* gy, float* gw, f
                 const int64_t s1 = k + 1 < sl.nseg ? sl.seg[k + 1].s0 : ns;
                 for (int64_t s = sg.s0; s < s1; ++s) gsrc[s] = goff[k] + (sl.src[s] - sg.woff);
               }
-              for (int64_t s = ns; s < 8 * halves; ++s) sl.src[s] = sl.src[ns - 1], gsrc[s] = gsrc[ns - 1];
+              for (int64_t s = ns; s < 8 * halves; ++s)
+                sl.src[s] = sl.src[ns - 1], gsrc[s] = gsrc[ns - 1];
               for (int64_t u = u0; u < u1; ++u) {
                 const bool is_v = u < cgroups;
                 const int64_t first = is_v ? c0 + 8 * u : o0 + MR * (u - cgroups);
-                const int64_t rows = is_v ? std::min<int64_t>(8, cn - 8 * u)
-                                          : std::min(MR, on - MR * (u - cgroups));
+                const int64_t rows =
+                    is_v ? std::min<int64_t>(8, cn - 8 * u) : std::min(MR, on - MR * (u - cgroups));
                 const float* tp[8];
                 for (int64_t r = 0; r < rows; ++r) {
                   for (int k = 0; k < sl.nseg; ++k) {
                     const wino::Slots::Seg& sg = sl.seg[k];
                     // The plane, its rows and columns: x's (for V) or gy's (for E).
-                    const float* plane =
-                        is_v ? x + (sg.n * p.C + g * Cg + first + r) * HW
-                             : gy + (sg.n * p.O + g * Og + first + r) * HoWo;
+                    const float* plane = is_v ? x + (sg.n * p.C + g * Cg + first + r) * HW
+                                              : gy + (sg.n * p.O + g * Og + first + r) * HoWo;
                     const int64_t H = is_v ? p.H : p.Ho, W = is_v ? p.W : p.Wo;
                     const int64_t ih0 = is_v ? sg.ih0 : sg.a + 4 * d * sg.ty0;
                     const int64_t iw0 = is_v ? sg.iw0 : sg.b;
                     const int64_t wrows = is_v ? sg.rows : 4 * (sg.ty1 - sg.ty0 + 1);
-                    finite &= kw::f32_wino_window__avx2(plane, H, W, ih0, iw0, d, wrows, pl.ld,
-                                                        is_v ? xwin + sg.woff : gwin + goff[k],
-                                                        pl.ld);
+                    finite &=
+                        kw::f32_wino_window__avx2(plane, H, W, ih0, iw0, d, wrows, pl.ld,
+                                                  is_v ? xwin + sg.woff : gwin + goff[k], pl.ld);
                     if (r + 1 < rows) {  // the next channel's rows, while this one is transformed
                       const int64_t a0 = std::max<int64_t>(0, wino::ceil_div(-ih0, d));
                       const int64_t a1 = std::min(wrows, wino::ceil_div(H - ih0, d));
@@ -240,9 +240,9 @@ bool run_wino(const ConvParams& p, const float* x, const float* gy, float* gw, f
                 for (int64_t h = 0; h < halves; ++h) {
                   const int64_t k = j * kTB + 8 * h;  // the tiles' row in the panels
                   if (is_v)
-                    kw::f32_wino_panel_rows__avx2(tmp + h * 36 * 64, 64, 8,
-                                                  V + (8 * u / NR) * NR * pl.kt + k * NR + 8 * u % NR,
-                                                  pl.vxs, NR);
+                    kw::f32_wino_panel_rows__avx2(
+                        tmp + h * 36 * 64, 64, 8,
+                        V + (8 * u / NR) * NR * pl.kt + k * NR + 8 * u % NR, pl.vxs, NR);
                   else
                     kw::f32_wino_panel_rows__avx2(tmp + h * 36 * 64, 64, static_cast<int>(MR),
                                                   E + (u - cgroups) * MR * pl.kt + k * MR, pl.exs,

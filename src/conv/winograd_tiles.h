@@ -124,8 +124,8 @@ inline int64_t ceil_div(int64_t v, int64_t d) {
 // Prefetches rows r0, r0 + step, ... (nr of them) of a plane of width W, columns [c0, c1)
 // (clipped to [0, W)), for reading or writing.
 template <bool Write>
-inline void prefetch_rows(const float* plane, int64_t W, int64_t r0, int64_t step, int64_t nr, int64_t c0,
-                   int64_t c1) {
+inline void prefetch_rows(const float* plane, int64_t W, int64_t r0, int64_t step, int64_t nr,
+                          int64_t c0, int64_t c1) {
   c0 = std::max<int64_t>(c0, 0), c1 = std::min(c1, W);
   if (c0 >= c1) return;
   for (int64_t r = 0; r < nr; ++r) {

@@ -62,7 +62,9 @@ int check_all(const ConvParams& p, uint32_t seed, bool bias = true) {
       // S over 1150 random shapes, with as few as 1 term).
       const bool wino = std::string(impl->name).rfind("winograd", 0) == 0;
       const bool wino_w = wino && pass == Pass::BwdWeight;
-      const testing::Naive rk = wino_w ? testing::kernelwise(*r, p.O * p.Cg() * p.kH * p.kW, p.kH * p.kW) : testing::Naive{};
+      const testing::Naive rk =
+          wino_w ? testing::kernelwise(*r, p.O * p.Cg() * p.kH * p.kW, p.kH * p.kW)
+                 : testing::Naive{};
       const int64_t bad = testing::first_mismatch(wino_w ? rk : *r, out.data(), wino ? 4.0 : 1.0,
                                                   wino_w ? 256.0 : 0.0);
       if (bad >= 0)
@@ -458,7 +460,8 @@ TEST(ConvImpl, WinogradWeightGradientNonFiniteEitherOperand) {
   using testing::make;
   const Impl* wino = conv::find_impl(Pass::BwdWeight, "winograd_f4x3_avx2");
   ASSERT_NE(wino, nullptr);
-  for (const auto& p : {make(2, 16, 12, 13, 18, 3, 3, 1, 1), make(1, 16, 13, 12, 16, 3, 3, 1, 2, 2)})
+  for (const auto& p :
+       {make(2, 16, 12, 13, 18, 3, 3, 1, 1), make(1, 16, 13, 12, 16, 3, 3, 1, 2, 2)})
     for (int which = 0; which < 2; ++which) {
       SCOPED_TRACE(str(p) + (which == 0 ? " x" : " gy"));
       ASSERT_EQ(wino->why_not(p), nullptr);

@@ -44,14 +44,25 @@ inline void a6(const __m256 g[4], __m256 r[6]) {
   const __m256 s02 = _mm256_add_ps(g[0], g[2]), s13 = _mm256_add_ps(g[1], g[3]);
   // t02 = g0 + 4 g2, t13 = 2 g1 + 8 g3
   const __m256 t02 = _mm256_fmadd_ps(_mm256_set1_ps(4.f), g[2], g[0]);
-  const __m256 t13 = _mm256_mul_ps(_mm256_set1_ps(2.f),
-                                   _mm256_fmadd_ps(_mm256_set1_ps(4.f), g[3], g[1]));
+  const __m256 t13 =
+      _mm256_mul_ps(_mm256_set1_ps(2.f), _mm256_fmadd_ps(_mm256_set1_ps(4.f), g[3], g[1]));
   r[0] = g[0];
   r[1] = _mm256_add_ps(s02, s13);
   r[2] = _mm256_sub_ps(s02, s13);
   r[3] = _mm256_add_ps(t02, t13);
   r[4] = _mm256_sub_ps(t02, t13);
   r[5] = g[3];
+}
+
+// Four columns of one row of 8 tiles: lo[k] holds 4 floats of tile k | 4 of tile k + 4; a 4x4
+// transpose inside each 128-bit half gives q[c] lane t = column c of tile t.
+inline void columns4(const __m256 lo[4], __m256 q[4]) {
+  const __m256 a01 = _mm256_unpacklo_ps(lo[0], lo[1]), b01 = _mm256_unpackhi_ps(lo[0], lo[1]);
+  const __m256 a23 = _mm256_unpacklo_ps(lo[2], lo[3]), b23 = _mm256_unpackhi_ps(lo[2], lo[3]);
+  q[0] = _mm256_shuffle_ps(a01, a23, 0x44);
+  q[1] = _mm256_shuffle_ps(a01, a23, 0xEE);
+  q[2] = _mm256_shuffle_ps(b01, b23, 0x44);
+  q[3] = _mm256_shuffle_ps(b01, b23, 0xEE);
 }
 
 // dst[t][j] = o[j][t], j < 4, t < 8 (one row of each of 8 tiles).
@@ -242,9 +253,8 @@ bool f32_wino_window__avx2(const float* x, int64_t H, int64_t W, int64_t ih0, in
       return evens(_mm256_maskload_ps(row + iw, inside(iw)),
                    _mm256_maskload_ps(row + iw + 7, inside(iw + 7)));
     };
-    acc = window_rows(
-        x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1, evens_at,
-        [&](const float* row, int64_t iw, __m256i) { return evens_at(row, iw); });
+    acc = window_rows(x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1, evens_at,
+                      [&](const float* row, int64_t iw, __m256i) { return evens_at(row, iw); });
   } else {
     acc = window_rows(
         x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1,
@@ -268,15 +278,10 @@ void f32_wino_f4x3_itrans8__avx2_fma(const float* const tile[8], int64_t ld, flo
       hi[k] =
           _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 4)), _mm_loadu_ps(b + 4), 1);
     }
-    // 4x4 transposes inside each 128-bit half: q[c] lane t = column c of tile t.
-    const __m256 a01 = _mm256_unpacklo_ps(lo[0], lo[1]), b01 = _mm256_unpackhi_ps(lo[0], lo[1]);
-    const __m256 a23 = _mm256_unpacklo_ps(lo[2], lo[3]), b23 = _mm256_unpackhi_ps(lo[2], lo[3]);
-    const __m256 e01 = _mm256_unpacklo_ps(hi[0], hi[1]), e23 = _mm256_unpacklo_ps(hi[2], hi[3]);
+    // q[c] lane t = column c of tile t (columns 4, 5 from the second halves' 4x4 transposes).
     __m256 q[6];
-    q[0] = _mm256_shuffle_ps(a01, a23, 0x44);
-    q[1] = _mm256_shuffle_ps(a01, a23, 0xEE);
-    q[2] = _mm256_shuffle_ps(b01, b23, 0x44);
-    q[3] = _mm256_shuffle_ps(b01, b23, 0xEE);
+    columns4(lo, q);
+    const __m256 e01 = _mm256_unpacklo_ps(hi[0], hi[1]), e23 = _mm256_unpacklo_ps(hi[2], hi[3]);
     q[4] = _mm256_shuffle_ps(e01, e23, 0x44);
     q[5] = _mm256_shuffle_ps(e01, e23, 0xEE);
     bt6(q, t[r]);
@@ -298,11 +303,8 @@ void f32_wino_f4x3_gtrans8__avx2_fma(const float* const tile[8], int64_t ld, flo
     for (int k = 0; k < 4; ++k)
       lo[k] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(tile[k] + off)),
                                    _mm_loadu_ps(tile[k + 4] + off), 1);
-    // 4x4 transposes inside each 128-bit half: q[c] lane t = column c of tile t.
-    const __m256 a01 = _mm256_unpacklo_ps(lo[0], lo[1]), b01 = _mm256_unpackhi_ps(lo[0], lo[1]);
-    const __m256 a23 = _mm256_unpacklo_ps(lo[2], lo[3]), b23 = _mm256_unpackhi_ps(lo[2], lo[3]);
-    const __m256 q[4] = {_mm256_shuffle_ps(a01, a23, 0x44), _mm256_shuffle_ps(a01, a23, 0xEE),
-                         _mm256_shuffle_ps(b01, b23, 0x44), _mm256_shuffle_ps(b01, b23, 0xEE)};
+    __m256 q[4];  // q[c] lane t = column c of tile t
+    columns4(lo, q);
     a6(q, h[r]);
   }
   for (int c = 0; c < 6; ++c) {
