@@ -239,14 +239,19 @@ bool run_wino(const ConvParams& p, const float* x, const float* gy, float* gw, f
                               0.f);
                 for (int64_t h = 0; h < halves; ++h) {
                   const int64_t k = j * kTB + 8 * h;  // the tiles' row in the panels
-                  if (is_v)
-                    kw::f32_wino_panel_rows__avx2(
-                        tmp + h * 36 * 64, 64, 8,
-                        V + (8 * u / NR) * NR * pl.kt + k * NR + 8 * u % NR, pl.vxs, NR);
-                  else
+                  if (is_v) {
+                    float* panel = V + (8 * u / NR) * NR * pl.kt + k * NR;
+                    kw::f32_wino_panel_rows__avx2(tmp + h * 36 * 64, 64, 8, panel + 8 * u % NR,
+                                                  pl.vxs, NR);
+                    if (u + 1 == cgroups && 8 * u % NR == 0)  // the last panel's unused half
+                      for (int xi = 0; xi < 36; ++xi)
+                        for (int64_t t = 0; t < 8; ++t)
+                          std::fill_n(panel + xi * pl.vxs + t * NR + 8, 8, 0.f);
+                  } else {
                     kw::f32_wino_panel_rows__avx2(tmp + h * 36 * 64, 64, static_cast<int>(MR),
                                                   E + (u - cgroups) * MR * pl.kt + k * MR, pl.exs,
                                                   MR);
+                  }
                 }
               }
             }
