@@ -239,22 +239,27 @@ bool f32_wino_window__avx2(const float* x, int64_t H, int64_t W, int64_t ih0, in
         [](const float* row, int64_t iw) { return _mm256_loadu_ps(row + iw); },
         [](const float* row, int64_t iw, __m256i m) { return _mm256_maskload_ps(row + iw, m); });
   } else if (d == 2) {
-    // The even floats of row[iw .. iw + 15), through masked loads at the row's ends (a gather is
-    // several times slower): lanes outside [0, W) read 0, as do the samples outside [j0, j1).
-    const __m256i f07 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), w = _mm256_set1_epi32(int(W));
-    auto inside = [&](int64_t start) {  // lanes start + f in [0, W)
-      const __m256i at = _mm256_add_epi32(f07, _mm256_set1_epi32(static_cast<int>(start)));
-      return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), at),
-                                 _mm256_cmpgt_epi32(w, at));
+    // The even floats of row[iw .. iw + 15) (evens_avx2.h), through masked loads where a chunk
+    // reaches past the row (a gather is several times slower). Sample j of a chunk is float 2 j:
+    // lanes 0, 2, 4, 6 of the load at iw (samples 0..3) and 1, 3, 5, 7 of the load at iw + 7
+    // (samples 4..7); the other lanes are never read.
+    const __m256i lo_idx = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m256i hi_idx = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    const __m256i even = _mm256_setr_epi32(-1, 0, -1, 0, -1, 0, -1, 0);
+    const __m256i odd = _mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1);
+    auto masked = [&](const float* row, int64_t iw, __m256i m) {  // m: the chunk's valid samples
+      const __m256i lo = _mm256_and_si256(_mm256_permutevar8x32_epi32(m, lo_idx), even);
+      const __m256i hi = _mm256_and_si256(_mm256_permutevar8x32_epi32(m, hi_idx), odd);
+      return evens(_mm256_maskload_ps(row + iw, lo), _mm256_maskload_ps(row + iw + 7, hi));
     };
-    auto evens_at = [&](const float* row, int64_t iw) {
-      if (iw >= 0 && iw + 15 <= W)
-        return evens(_mm256_loadu_ps(row + iw), _mm256_loadu_ps(row + iw + 7));
-      return evens(_mm256_maskload_ps(row + iw, inside(iw)),
-                   _mm256_maskload_ps(row + iw + 7, inside(iw + 7)));
-    };
-    acc = window_rows(x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1, evens_at,
-                      [&](const float* row, int64_t iw, __m256i) { return evens_at(row, iw); });
+    const __m256i all = _mm256_set1_epi32(-1);
+    acc = window_rows(
+        x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1,
+        [&](const float* row, int64_t iw) {
+          if (iw + 15 > W) return masked(row, iw, all);  // its last sample is the row's last
+          return evens(_mm256_loadu_ps(row + iw), _mm256_loadu_ps(row + iw + 7));
+        },
+        masked);
   } else {
     acc = window_rows(
         x, H, W, ih0, iw0, d, rows, cols, dst, ld, j0, j1,
