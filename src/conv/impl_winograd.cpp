@@ -1,7 +1,8 @@
 // "winograd_f4x3_avx2": F(4x4, 3x3) for 3x3 stride-1 layers with enough channels and padding no
 // wider than the kernel (dilation d runs as d x d dense problems, the phases, on every d-th row and
 // column); forward, and bwd_data as the forward of the flipped, transposed kernel (again 3x3
-// stride 1).
+// stride 1). bwd_weight, the adjoint of these transforms, is in impl_winograd_bwd_weight.cpp; the
+// tile numbering and windows both use are in winograd_tiles.h.
 //
 //   U[xi] (Og x Cg)   = G g G^T of every kernel, position xi of the 6x6 transform
 //   V[xi] (Cg x S)    = B^T d B of every 6x6 input tile, S = 16 tiles (slots) per task
