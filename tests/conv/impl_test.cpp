@@ -271,7 +271,7 @@ TEST(ConvImpl, WinogradBlockingEdgeShapesMatchNaive) {
       make(1, 128, 24, 24, 16, 3, 3, 1, 2, 2),  // dilation 2 in per-task windows (no room for the
                                                 // padded input)
       make(3, 16, 37, 41, 20, 3, 3, 1, 1),      // bwd_weight: 330 tiles in chunks, the last
-                                                // partial; 20 = 16 + 4 channels per panel
+                                                // partial; O = 20: 3 MR panels and one of 2
   };
   ConvParams four = make(2, 16, 10, 13, 16, 3, 3);
   four.pad_t = 0, four.pad_b = 2, four.pad_l = 2, four.pad_r = 1;
