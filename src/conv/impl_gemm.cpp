@@ -31,6 +31,7 @@
 #include "kernels/direct/direct.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/pack/im2col_pack.h"
+#include "kernels/pack/phase_planes.h"
 #include "kernels/phase/interleave.h"
 
 namespace convkit::conv::impl {
@@ -65,11 +66,25 @@ struct GemmOps {
                   int64_t q0, int64_t qc, float* dst);
   void (*col2im)(const pk::Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc,
                  int64_t j0, int64_t nc, float* gx);
+  void (*build_planes)(const pk::PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
+                       float* buf);
+  void (*pack_planes)(const pk::PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows,
+                      int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst);
 };
-constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma, pk::pack_im2col__avx2,
-                        pk::pack_im2col_t__avx2, pk::pack_a_gy__avx2, pk::col2im_add__avx2};
-constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic, pk::pack_im2col,
-                           pk::pack_im2col_t, pk::pack_a_gy, pk::col2im_add};
+constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
+                        pk::pack_im2col__avx2,
+                        pk::pack_im2col_t__avx2,
+                        pk::pack_a_gy__avx2,
+                        pk::col2im_add__avx2,
+                        pk::build_planes__avx2,
+                        pk::pack_planes__avx2};
+constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
+                           pk::pack_im2col,
+                           pk::pack_im2col_t,
+                           pk::pack_a_gy,
+                           pk::col2im_add,
+                           pk::build_planes,
+                           pk::pack_planes};
 
 // Packs a whole M x K matrix, A(i, k) = at(i, k), as the GEMM's A operand: K-blocks of KC (block
 // pc at dst + pc * Mp, Mp = M rounded up to MR), each MR-row panels (panel r at + r * kc), zero
@@ -97,8 +112,90 @@ int64_t packed_w_floats(const ConvParams& p) {
   return p.groups * packed_a_floats(p.Og(), kdim(p));
 }
 
+// Forward from phase planes (kernels/pack/phase_planes.h), for the layers whose B blocks would
+// otherwise be gathered run by run (kernels larger than 1x1 where Wo sW >= W: padded, strided). A
+// task is a block of whole output rows of one image and group; per K block it copies the planes of
+// the block's channels over its rows into a buffer of at most kPlaneFloats (beside the B block in
+// L2), then packs every B block of its columns from there, each B row one run. The GEMM's C is the
+// task's y rows, accumulated K block by K block: every element is the same sum in the same order as
+// through gemm_columns, so the bits do not change.
+constexpr int64_t kPlaneFloats = 32768;
+
+// Channels one K block touches at most.
+int64_t plane_channels(const ConvParams& p) {
+  const int64_t khw = p.kH * p.kW;
+  return std::min(p.Cg(), (KC + khw - 2) / khw + 1);
+}
+
+// Output rows per task: as many as the buffer holds, and at least two tasks per thread where the
+// images are few. 0: the planes path does not apply.
+int64_t plane_rows(const ConvParams& p, int nthreads) {
+  // A 1x1 kernel reads each x sample once: the planes would be a second copy for nothing.
+  if (p.kH * p.kW == 1 || !pk::planes_fit(p)) return 0;
+  const pk::PhasePlanes pp = pk::phase_planes(p, nullptr, 0, 0);
+  const int64_t ch = plane_channels(p);
+  if (pp.floats(ch, 1) > kPlaneFloats) return 0;
+  const int64_t planes = p.groups * p.N;
+  const int64_t want = (2 * nthreads + planes - 1) / planes;  // row blocks per image
+  int64_t rows = std::max<int64_t>(1, (p.Ho + want - 1) / want);
+  while (rows > 1 && pp.floats(ch, rows) > kPlaneFloats) --rows;
+  return rows;
+}
+
 std::size_t fwd_ws(const ConvParams& p, int nt) {
-  return base::align_floats(packed_w_floats(p)) + static_cast<std::size_t>(nt) * kBBlock;
+  const int64_t rows = plane_rows(p, nt);
+  const int64_t planes =
+      rows ? base::align_floats(pk::phase_planes(p, nullptr, 0, 0).floats(plane_channels(p), rows))
+           : 0;
+  return base::align_floats(packed_w_floats(p)) +
+         static_cast<std::size_t>(nt) * (base::align_floats(kBBlock) + planes);
+}
+
+void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const float* wpack,
+                const float* b, float* y, float* thread_ws, int64_t rows, int nthreads) {
+  const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, G = p.groups, khw = p.kH * p.kW;
+  const int64_t Mp = round_up(Og, MR);
+  pk::PhasePlanes geometry = pk::phase_planes(p, x, 0, 0);
+  const int64_t per_thread =
+      base::align_floats(kBBlock) + base::align_floats(geometry.floats(plane_channels(p), rows));
+  const int64_t row_blocks = (p.Ho + rows - 1) / rows;
+  const int64_t tasks = G * p.N * row_blocks;
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
+  base::parallel_run(nt, [&](int tid, int n_threads) {
+    float* bbuf = thread_ws + tid * per_thread;
+    float* zbuf = bbuf + base::align_floats(kBBlock);
+    pk::PhasePlanes pp = geometry;
+    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g = t / (p.N * row_blocks), n = t / row_blocks % p.N;
+      const int64_t oh0 = t % row_blocks * rows, r = std::min(rows, p.Ho - oh0), cols = r * p.Wo;
+      pp.x = x + (n * p.C + g * p.Cg()) * p.H * p.W;
+      float* yt = y + (n * p.O + g * Og) * P + oh0 * p.Wo;  // C (Og x cols), ldc P
+      const float* wg = wpack + g * Mp * K;
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = std::min(KC, K - pc), c0 = pc / khw, c1 = (pc + kc - 1) / khw + 1;
+        ops.build_planes(pp, c0, c1, oh0, r, zbuf);
+        for (int64_t jc = 0; jc < cols; jc += NC) {
+          const int64_t nc = std::min(NC, cols - jc);
+          ops.pack_planes(pp, zbuf, c0, r, pc, kc, jc, nc, bbuf);
+          for (int64_t ic = 0; ic < Og; ic += kernels::gemm::MC) {
+            const int64_t mc = std::min(kernels::gemm::MC, Og - ic);
+            const float* ablk = packed_a_at(wg, Og, K, ic, pc);
+            for (int64_t jr = 0; jr < nc; jr += NR)
+              for (int64_t ir = 0; ir < mc; ir += MR)
+                ops.uk(kc, ablk + ir * kc, bbuf + jr * kc, yt + (ic + ir) * P + jc + jr, P,
+                       std::min(MR, mc - ir), std::min(NR, nc - jr), pc > 0);
+          }
+        }
+      }
+      if (b)
+        for (int64_t o = 0; o < Og; ++o) {
+          float* row = yt + o * P;
+          const float bo = b[g * Og + o];
+          for (int64_t j = 0; j < cols; ++j) row[j] += bo;
+        }
+    }
+  });
 }
 
 // Forward GEMM over explicit operands; weight(g, i, k) gives group g's A(i, k) (bwd_data stride 1
@@ -113,6 +210,10 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
     pack_a_whole(
         Og, K, [&](int64_t i, int64_t k) { return weight(g, i, k); }, wpack + g * Mp * K);
   float* bbufs = ws + base::align_floats(packed_w_floats(p));
+  if (const int64_t rows = plane_rows(p, nthreads)) {
+    fwd_planes(ops, p, x, wpack, b, y, bbufs, rows, nthreads);
+    return;
+  }
   // Tasks: (group, image, column block); at least two per thread when planes are few.
   const int64_t planes = G * p.N;
   const int64_t per_plane = std::max<int64_t>(1, (2 * nthreads + planes - 1) / planes);

@@ -12,6 +12,7 @@
 #include "conv/naive_conv.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/pack/im2col_pack.h"
+#include "kernels/pack/phase_planes.h"
 
 namespace convkit::kernels::pack {
 namespace {
@@ -93,6 +94,65 @@ TEST(Pack, Avx2PacksEqualPortableOnes) {
       pack_a_gy__avx2(gy.data(), O * P, P, i0, mc, q0, qc, got.data());
       EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n * sizeof(float)))
           << "gy P " << P << " i0 " << i0;
+    }
+  }
+}
+
+// The phase-plane pack (portable and AVX2) against pack_im2col, whose blocks it replaces: equal bit
+// for bit for blocks of tasks of whole output rows (rows where a tap's run wraps, partial panels,
+// k blocks starting and ending inside a channel), over strides 1 to 3, dilation, asymmetric
+// padding and groups.
+TEST(Pack, PhasePlanesEqualIm2col) {
+  std::mt19937 rng(29);
+  struct Case {
+    int64_t C, H, W, kh, kw, s, d, pt, pb, pl, pr, groups;
+  };
+  const Case cases[] = {
+      {6, 9, 13, 3, 3, 2, 1, 1, 1, 1, 1, 1},  {4, 14, 14, 3, 3, 2, 1, 1, 1, 1, 1, 2},
+      {3, 23, 21, 7, 7, 2, 1, 3, 3, 3, 3, 1}, {5, 8, 8, 1, 1, 2, 1, 0, 0, 0, 0, 1},
+      {4, 10, 12, 5, 5, 1, 1, 2, 2, 2, 2, 1}, {3, 11, 10, 3, 3, 1, 2, 2, 2, 2, 2, 1},
+      {2, 13, 17, 3, 5, 3, 1, 1, 2, 2, 1, 1}, {40, 6, 7, 3, 3, 2, 2, 2, 1, 3, 2, 1},
+      {2, 7, 40, 3, 3, 2, 1, 1, 0, 1, 1, 1}};
+  for (const Case& c : cases) {
+    ConvParams p = testing::make(2, c.C, c.H, c.W, 2 * c.groups, c.kh, c.kw, c.s, 0, c.d, c.groups);
+    p.pad_t = c.pt, p.pad_b = c.pb, p.pad_l = c.pl, p.pad_r = c.pr;
+    testing::finish(p);
+    ASSERT_TRUE(planes_fit(p)) << "case C" << c.C << " " << c.H << "x" << c.W;
+    const auto x = random_floats(rng, p.N * p.C * p.H * p.W);
+    const int64_t K = p.Cg() * p.kH * p.kW, khw = p.kH * p.kW;
+    const int64_t n = 1, g = p.groups - 1;
+    const Im2col view = im2col_view(p, x.data(), n, g);
+    const PhasePlanes pp = phase_planes(p, x.data(), n, g);
+    for (const int64_t rows : {int64_t{1}, int64_t{3}, p.Ho}) {
+      for (int64_t oh0 = 0; oh0 < p.Ho; oh0 += rows) {
+        const int64_t r = std::min(rows, p.Ho - oh0), cols = r * p.Wo;
+        for (const int64_t k0 : {int64_t{0}, K / 3, K - 1}) {
+          const int64_t kc = std::min(KC, K - k0), ch0 = k0 / khw, ch1 = (k0 + kc - 1) / khw + 1;
+          std::vector<float> buf(pp.floats(ch1 - ch0, r), 9.f), buf2(buf.size(), -9.f);
+          build_planes(pp, ch0, ch1, oh0, r, buf.data());
+          if (base::use_avx2()) {
+            build_planes__avx2(pp, ch0, ch1, oh0, r, buf2.data());
+            EXPECT_EQ(0, std::memcmp(buf.data(), buf2.data(), buf.size() * sizeof(float)));
+          }
+          for (const int64_t jc : {int64_t{0}, cols / 3}) {
+            const int64_t nc = std::min(gemm::NC, cols - jc);
+            const int64_t len = gemm::round_up(nc, NR) * kc;
+            std::vector<float> want(len, 7.f), got(len, -7.f), got2(len, -5.f);
+            pack_im2col(view, k0, kc, oh0 * p.Wo + jc, nc, want.data());
+            pack_planes(pp, buf.data(), ch0, r, k0, kc, jc, nc, got.data());
+            EXPECT_EQ(0, std::memcmp(want.data(), got.data(), len * sizeof(float)))
+                << "C" << c.C << " " << c.H << "x" << c.W << " k" << c.kh << "x" << c.kw << " s"
+                << c.s << " d" << c.d << " rows " << r << " oh0 " << oh0 << " k0 " << k0 << " jc "
+                << jc;
+            if (!base::use_avx2()) continue;
+            pack_planes__avx2(pp, buf.data(), ch0, r, k0, kc, jc, nc, got2.data());
+            EXPECT_EQ(0, std::memcmp(want.data(), got2.data(), len * sizeof(float)))
+                << "avx2 C" << c.C << " " << c.H << "x" << c.W << " k" << c.kh << "x" << c.kw
+                << " s" << c.s << " d" << c.d << " rows " << r << " oh0 " << oh0 << " k0 " << k0
+                << " jc " << jc;
+          }
+        }
+      }
     }
   }
 }

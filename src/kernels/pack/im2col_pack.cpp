@@ -90,6 +90,66 @@ void pack_a_gy(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, in
   }
 }
 
+namespace {
+int64_t floor_div(int64_t a, int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+}  // namespace
+
+int64_t PhasePlanes::guard() const {
+  return std::max(-dm_lo, dm_hi + NR);
+}
+int64_t PhasePlanes::floats(int64_t channels, int64_t rows) const {
+  return channels * nplanes() * plane_stride(rows) + 2 * guard();
+}
+
+bool planes_fit(const ConvParams& p) {
+  return p.Wo * p.sW >= p.W;
+}
+
+PhasePlanes phase_planes(const ConvParams& p, const float* x, int64_t n, int64_t g) {
+  PhasePlanes pp;
+  pp.x = x + (n * p.C + g * p.Cg()) * p.H * p.W;
+  pp.H = p.H, pp.W = p.W, pp.Ho = p.Ho, pp.Wo = p.Wo, pp.kH = p.kH, pp.kW = p.kW;
+  pp.sH = p.sH, pp.sW = p.sW;
+  // One dimension: per tap the phase and offset, the used phases in order, their indices.
+  auto split = [](int64_t k, int64_t s, int64_t d, int64_t pad, std::vector<int64_t>& ph,
+                  std::vector<int64_t>& off, std::vector<int64_t>& index,
+                  std::vector<int64_t>& used) {
+    ph.resize(k), off.resize(k), index.assign(s, -1), used.clear();
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t e = t * d - pad;
+      off[t] = floor_div(e, s), ph[t] = e - off[t] * s;
+      index[ph[t]] = 0;
+    }
+    for (int64_t a = 0; a < s; ++a)
+      if (index[a] == 0) index[a] = static_cast<int64_t>(used.size()), used.push_back(a);
+  };
+  split(p.kH, p.sH, p.dH, p.pad_t, pp.p, pp.di, pp.prow, pp.used_p);
+  split(p.kW, p.sW, p.dW, p.pad_l, pp.q, pp.dm, pp.pcol, pp.used_q);
+  pp.di_min = *std::min_element(pp.di.begin(), pp.di.end());
+  pp.di_max = *std::max_element(pp.di.begin(), pp.di.end());
+  pp.dm_lo = std::min<int64_t>(0, *std::min_element(pp.dm.begin(), pp.dm.end()));
+  pp.dm_hi = std::max<int64_t>(0, *std::max_element(pp.dm.begin(), pp.dm.end()));
+  return pp;
+}
+
+void build_planes(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
+                  float* buf) {
+  build_planes_with(pp, c0, c1, oh0, rows, buf, CopyRunPortable{});
+}
+
+void pack_planes(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows, int64_t k0,
+                 int64_t kc, int64_t jc, int64_t nc, float* dst) {
+  const int64_t ncr = gemm::round_up(nc, NR);
+  for_plane_runs(pp, buf, c0, rows, k0, kc, jc, [&](int64_t kk, const float* run, int64_t dm) {
+    for (int64_t j = 0; j < ncr; ++j) {
+      const int64_t m = (jc + j) % pp.Wo + dm;
+      dst[j / NR * kc * NR + kk * NR + j % NR] = j < nc && m >= 0 && m < pp.Wo ? run[j] : 0.f;
+    }
+  });
+}
+
 void col2im_add(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc, int64_t j0,
                 int64_t nc, float* gx) {
   col2im_add_with(g, dcol, ld, k0, kc, j0, nc, gx,

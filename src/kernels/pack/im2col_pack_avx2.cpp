@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <climits>
 
 #include "kernels/evens_avx2.h"
 #include "kernels/gemm/gemm.h"
@@ -190,6 +191,105 @@ void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, in
     }
     transpose_rows_into_panel(rows, qc, dst + (s / NR) * qc * NR);
   }
+}
+
+void build_planes__avx2(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
+                        float* buf) {
+  if (pp.sW != 2 || pp.used_q.size() != 2) {
+    build_planes_with(pp, c0, c1, oh0, rows, buf, CopyRunAvx2<true>{});
+    return;
+  }
+  // Stride 2, both column phases: each x row is split into its even and odd samples in one pass,
+  // 16 floats per two loads (the last, short block with masked loads, whose zero lanes are the
+  // padding columns). Same layout, overruns and zeros as build_planes_with.
+  const int64_t Hz = pp.Hz(rows), stride = pp.plane_stride(rows), G = pp.guard(), W = pp.W;
+  const int64_t np = static_cast<int64_t>(pp.used_p.size());
+  std::fill(buf, buf + G, 0.f);
+  float* b = buf + G;
+  for (int64_t c = c0; c < c1; ++c) {
+    const float* xc = pp.x + c * pp.H * W;
+    for (int64_t r = 0; r < Hz; ++r)
+      for (int64_t ip = 0; ip < np; ++ip) {
+        float* d0 = b + ((c - c0) * np + ip) * 2 * stride + r * pp.Wo;
+        float* d1 = d0 + stride;
+        const int64_t xr = (oh0 + pp.di_min + r) * pp.sH + pp.used_p[ip];
+        int64_t m = 0;
+        if (xr >= 0 && xr < pp.H) {
+          const float* row = xc + xr * W;
+          for (; 2 * m + 16 <= W; m += 8) {
+            const __m256 lo = _mm256_loadu_ps(row + 2 * m), hi = _mm256_loadu_ps(row + 2 * m + 8);
+            const __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+            const __m256 o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+            _mm256_storeu_ps(d0 + m,
+                             _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+            _mm256_storeu_ps(d1 + m,
+                             _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
+          }
+          if (2 * m < W && m < pp.Wo) {
+            const int64_t left = W - 2 * m;  // 1 .. 15
+            const __m256 lo =
+                _mm256_maskload_ps(row + 2 * m, first_lanes(std::min<int64_t>(8, left)));
+            const __m256 hi =
+                _mm256_maskload_ps(row + 2 * m + 8, first_lanes(std::max<int64_t>(0, left - 8)));
+            const __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+            const __m256 o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+            _mm256_storeu_ps(d0 + m,
+                             _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+            _mm256_storeu_ps(d1 + m,
+                             _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
+            m += 8;
+          }
+        }
+        if (m < pp.Wo) {
+          std::fill(d0 + m, d0 + pp.Wo, 0.f);
+          std::fill(d1 + m, d1 + pp.Wo, 0.f);
+        }
+      }
+    for (int64_t i = 0; i < np * 2; ++i) {
+      float* gap = b + ((c - c0) * np * 2 + i) * stride + Hz * pp.Wo;
+      std::fill(gap, gap + 8, 0.f);
+    }
+  }
+  float* end = b + (c1 - c0) * np * 2 * stride;
+  std::fill(end, end + G, 0.f);
+}
+
+// Each B row is one run: 8 floats per load, and where the tap's column offset dm is not 0 the
+// lanes whose column ow + dm leaves [0, Wo) (the run wrapped: padding) are cleared by a mask from
+// the block's column numbers.
+void pack_planes__avx2(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows,
+                       int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+  constexpr int64_t kMaxVectors = gemm::NC / 8;
+  const int64_t nv = (nc + 7) / 8;  // vectors with block columns; the panels' rest is zeroed
+  __m256i ow[kMaxVectors];          // ow of each lane; past nc: a value no dm brings inside
+  alignas(32) int32_t lane[8];
+  for (int64_t v = 0; v < nv; ++v) {
+    for (int64_t l = 0; l < 8; ++l) {
+      const int64_t j = 8 * v + l;
+      lane[l] = j < nc ? static_cast<int32_t>((jc + j) % pp.Wo) : INT32_MIN / 2;
+    }
+    ow[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane));
+  }
+  const bool tail_lanes = nc % 8 != 0;
+  const int64_t panels = (nc + NR - 1) / NR;
+  for_plane_runs(pp, buf, c0, rows, k0, kc, jc, [&](int64_t kk, const float* run, int64_t dm) {
+    float* d = dst + kk * NR;
+    if (dm == 0 && !tail_lanes) {
+      for (int64_t v = 0; v < nv; ++v)
+        _mm256_storeu_ps(d + v / 2 * kc * NR + v % 2 * 8, _mm256_loadu_ps(run + 8 * v));
+    } else {
+      // valid: -dm <= ow < Wo - dm
+      const __m256i lo = _mm256_set1_epi32(static_cast<int32_t>(-dm - 1));
+      const __m256i hi = _mm256_set1_epi32(static_cast<int32_t>(pp.Wo - dm));
+      for (int64_t v = 0; v < nv; ++v) {
+        const __m256i in =
+            _mm256_and_si256(_mm256_cmpgt_epi32(ow[v], lo), _mm256_cmpgt_epi32(hi, ow[v]));
+        _mm256_storeu_ps(d + v / 2 * kc * NR + v % 2 * 8,
+                         _mm256_and_ps(_mm256_castsi256_ps(in), _mm256_loadu_ps(run + 8 * v)));
+      }
+    }
+    if (nv < 2 * panels) _mm256_storeu_ps(d + (panels - 1) * kc * NR + 8, _mm256_setzero_ps());
+  });
 }
 
 }  // namespace convkit::kernels::pack

@@ -8,6 +8,7 @@
 
 #include "kernels/gemm/gemm.h"
 #include "kernels/pack/im2col_pack.h"
+#include "kernels/pack/phase_planes.h"
 
 namespace convkit::kernels::pack {
 namespace {
@@ -92,6 +93,65 @@ void col2im_add_with(const Im2col& g, const float* dcol, int64_t ld, int64_t k0,
       j += len;
       ow += len;
       if (ow == g.Wo) ow = 0, ++oh;
+    }
+  }
+}
+
+// build_planes (contract in phase_planes.h) with copy(row, sW, len, d), which may write up to 7
+// floats past d[len - 1] (into the next row, written later, or the gap after a plane, zeroed at
+// the end). The x
+// rows are visited in memory order, each once for all its column phases, so the hardware
+// prefetchers follow them.
+template <typename CopyRun>
+void build_planes_with(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
+                       float* buf, CopyRun copy) {
+  const int64_t Hz = pp.Hz(rows), stride = pp.plane_stride(rows), G = pp.guard();
+  const int64_t np = static_cast<int64_t>(pp.used_p.size());
+  const int64_t nq = static_cast<int64_t>(pp.used_q.size());
+  std::fill(buf, buf + G, 0.f);
+  float* b = buf + G;
+  for (int64_t c = c0; c < c1; ++c) {
+    const float* xc = pp.x + c * pp.H * pp.W;
+    for (int64_t r = 0; r < Hz; ++r)
+      for (int64_t ip = 0; ip < np; ++ip) {
+        const int64_t xr = (oh0 + pp.di_min + r) * pp.sH + pp.used_p[ip];
+        for (int64_t iq = 0; iq < nq; ++iq) {
+          float* d = b + (((c - c0) * np + ip) * nq + iq) * stride + r * pp.Wo;
+          const int64_t q = pp.used_q[iq];
+          // columns m with m sW + q inside the row
+          const int64_t mv = xr < 0 || xr >= pp.H || q >= pp.W
+                                 ? 0
+                                 : std::min(pp.Wo, (pp.W - q + pp.sW - 1) / pp.sW);
+          if (mv > 0) copy(xc + xr * pp.W + q, pp.sW, mv, d);
+          std::fill(d + mv, d + pp.Wo, 0.f);
+        }
+      }
+    for (int64_t i = 0; i < np * nq; ++i) {  // the gaps: zeros, so the buffer is fully defined
+      float* gap = b + ((c - c0) * np * nq + i) * stride + Hz * pp.Wo;
+      std::fill(gap, gap + 8, 0.f);
+    }
+  }
+  float* end = b + (c1 - c0) * np * nq * stride;
+  std::fill(end, end + G, 0.f);
+}
+
+// Walks the k rows k0 .. k0+kc of a planes buffer: f(kk, run, dm), run = the row's B values at
+// block columns jc .. (may be read up to the next NR boundary), dm = the tap's column offset.
+template <typename F>
+void for_plane_runs(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows, int64_t k0,
+                    int64_t kc, int64_t jc, F&& f) {
+  const int64_t plane = pp.plane_stride(rows), khw = pp.kH * pp.kW;
+  const int64_t nq = static_cast<int64_t>(pp.used_q.size());
+  const int64_t np = static_cast<int64_t>(pp.used_p.size());
+  const float* b = buf + pp.guard() + jc;
+  int64_t c = k0 / khw, kh = k0 % khw / pp.kW, kw = k0 % pp.kW;
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const int64_t ph = (c - c0) * np + pp.prow[pp.p[kh]];
+    f(kk, b + (ph * nq + pp.pcol[pp.q[kw]]) * plane + (pp.di[kh] - pp.di_min) * pp.Wo + pp.dm[kw],
+      pp.dm[kw]);
+    if (++kw == pp.kW) {
+      kw = 0;
+      if (++kh == pp.kH) kh = 0, ++c;
     }
   }
 }
