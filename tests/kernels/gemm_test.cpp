@@ -62,7 +62,8 @@ TEST(Sgemm, EmptyKGivesZeros) {
   }
 }
 
-// The micro-kernel contract: accumulate adds to C, and nothing outside mr x nr is touched.
+// The micro-kernel contract: accumulate adds to C (otherwise C is overwritten), and nothing
+// outside mr x nr is touched.
 TEST(Sgemm, MicroKernelAccumulatesAndStaysInItsTile) {
   for (MicroKernel uk : kernels_here()) {
     const int64_t kc = 3;
@@ -71,20 +72,24 @@ TEST(Sgemm, MicroKernelAccumulatesAndStaysInItsTile) {
     for (size_t i = 0; i < b.size(); ++i) b[i] = float(i % 7) - 3.f;
     alignas(64) float bal[kc * NR];
     std::copy(b.begin(), b.end(), bal);
-    for (int64_t mr : {1, 4, 6})
-      for (int64_t nr : {1, 9, 16}) {
-        const int64_t ldc = 20;
-        std::vector<float> c(MR * ldc, 1.f);
-        uk(kc, a.data(), bal, c.data(), ldc, mr, nr, true);
-        for (int64_t i = 0; i < MR; ++i)
-          for (int64_t j = 0; j < ldc; ++j) {
-            float want = 1.f;
-            if (i < mr && j < nr)
-              for (int64_t k = 0; k < kc; ++k) want += a[k * MR + i] * b[k * NR + j];
-            EXPECT_EQ(c[i * ldc + j], want)
-                << "mr " << mr << " nr " << nr << " (" << i << "," << j << ")";
-          }
-      }
+    // mr <= 4 takes the AVX2 kernel's 4-row branch
+    for (int64_t mr : {1, 2, 4, 5, 6})
+      for (int64_t nr : {1, 9, 16})
+        for (bool acc : {true, false}) {
+          const int64_t ldc = 20;
+          std::vector<float> c(MR * ldc, 1.f);
+          uk(kc, a.data(), bal, c.data(), ldc, mr, nr, acc);
+          for (int64_t i = 0; i < MR; ++i)
+            for (int64_t j = 0; j < ldc; ++j) {
+              float want = 1.f;
+              if (i < mr && j < nr) {
+                want = acc ? 1.f : 0.f;
+                for (int64_t k = 0; k < kc; ++k) want += a[k * MR + i] * b[k * NR + j];
+              }
+              EXPECT_EQ(c[i * ldc + j], want)
+                  << "mr " << mr << " nr " << nr << " acc " << acc << " (" << i << "," << j << ")";
+            }
+        }
   }
 }
 
