@@ -70,6 +70,8 @@ struct GemmOps {
                        float* buf);
   void (*pack_planes)(const pk::PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows,
                       int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst);
+  void (*pack_runs)(int64_t kc, int64_t nc, int64_t col0, int64_t width, const float* const* run,
+                    const int64_t* shift, float* dst);
 };
 constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
                         pk::pack_im2col__avx2,
@@ -77,14 +79,16 @@ constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
                         pk::pack_a_gy__avx2,
                         pk::col2im_add__avx2,
                         pk::build_planes__avx2,
-                        pk::pack_planes__avx2};
+                        pk::pack_planes__avx2,
+                        pk::pack_runs__avx2};
 constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
                            pk::pack_im2col,
                            pk::pack_im2col_t,
                            pk::pack_a_gy,
                            pk::col2im_add,
                            pk::build_planes,
-                           pk::pack_planes};
+                           pk::pack_planes,
+                           pk::pack_runs};
 
 // Packs a whole M x K matrix, A(i, k) = at(i, k), as the GEMM's A operand: K-blocks of KC (block
 // pc at dst + pc * Mp, Mp = M rounded up to MR), each MR-row panels (panel r at + r * kc), zero
@@ -427,8 +431,9 @@ struct PhaseBlocks {
   double useful;  // of the GEMM columns, the share that are gx's (the rest: Z's pitch, panels)
   int64_t Hz() const { return rows + qh_hi - qh_lo; }  // Z's most rows and columns
   int64_t Wz() const { return cols + qw_hi - qw_lo; }
-  // Floats a run may read before or after Z (they are zeroed, then the wrapped columns too).
-  int64_t guard() const { return qw_hi - qw_lo + std::max<int64_t>(0, -qw_lo); }
+  // Floats a run may read before or after Z (they are zeroed, then the wrapped columns too), with
+  // the up to 7 past its end that the packs' 8-float loads read.
+  int64_t guard() const { return qw_hi - qw_lo + std::max<int64_t>(0, -qw_lo) + 8; }
   int64_t z_floats(int64_t Og) const { return Og * Hz() * Wz() + 2 * guard(); }
 };
 PhaseBlocks phase_blocks(const ConvParams& p, int nthreads) {
@@ -599,24 +604,18 @@ void bwd_data_phases(const GemmOps& ops, void (*interleave)(const kernels::phase
           kernels::gemm::gemm_columns(
               ops.uk, Cg, K, 0, ncols, cbuf + (pa * p.sW + pb) * Cg * ncols_max, ncols, bbuf,
               [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
-                const int64_t full = nc / NR, tail = nc % NR;
+                const float* run[KC];
+                int64_t shift[KC];
+                int64_t o = k0 / taps, t = k0 % taps / tw.n, u = k0 % tw.n;
                 for (int64_t kk = 0; kk < kc; ++kk) {
-                  const int64_t k = k0 + kk, o = k / taps, t = k % taps / tw.n, u = k % tw.n;
-                  const int64_t e = j0 + tw.q0 + u * tw.dq - zlo;
-                  const float* src = z0 + (o * Hz + th.q0 + t * th.dq - blk.qh_lo) * Wz + e + jc;
-                  float* d = dst + kk * NR;
-                  for (int64_t s = 0; s < full; ++s) copy_floats<NR>(src + s * NR, d + s * kc * NR);
-                  for (int64_t c = 0; c < NR && tail; ++c)
-                    d[full * kc * NR + c] = c < tail ? src[full * NR + c] : 0.f;
-                  if (e == 0) continue;
-                  const int64_t xa = e < 0 ? 0 : std::max<int64_t>(0, Wz - e);
-                  const int64_t xb = e < 0 ? std::min(Wz, -e) : Wz;
-                  for (int64_t r = jc / Wz; r * Wz < jc + nc; ++r)
-                    for (int64_t x = xa; x < xb; ++x) {
-                      const int64_t q = r * Wz + x - jc;  // the block's column
-                      if (q >= 0 && q < nc) d[q / NR * kc * NR + q % NR] = 0.f;
-                    }
+                  shift[kk] = j0 + tw.q0 + u * tw.dq - zlo;
+                  run[kk] = z0 + (o * Hz + th.q0 + t * th.dq - blk.qh_lo) * Wz + shift[kk] + jc;
+                  if (++u == tw.n) {
+                    u = 0;
+                    if (++t == th.n) t = 0, ++o;
+                  }
                 }
+                ops.pack_runs(kc, nc, jc, Wz, run, shift, dst);
               },
               [&](int64_t ib, int64_t, int64_t k0, int64_t) {
                 return packed_a_at(aph, Cg, K, ib, k0);

@@ -139,15 +139,22 @@ void build_planes(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, in
   build_planes_with(pp, c0, c1, oh0, rows, buf, CopyRunPortable{});
 }
 
+void pack_runs(int64_t kc, int64_t nc, int64_t col0, int64_t width, const float* const* run,
+               const int64_t* shift, float* dst) {
+  const int64_t ncr = gemm::round_up(nc, NR);
+  for (int64_t kk = 0; kk < kc; ++kk)
+    for (int64_t j = 0; j < ncr; ++j) {
+      const int64_t m = (col0 + j) % width + shift[kk];
+      dst[j / NR * kc * NR + kk * NR + j % NR] = j < nc && m >= 0 && m < width ? run[kk][j] : 0.f;
+    }
+}
+
 void pack_planes(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows, int64_t k0,
                  int64_t kc, int64_t jc, int64_t nc, float* dst) {
-  const int64_t ncr = gemm::round_up(nc, NR);
-  for_plane_runs(pp, buf, c0, rows, k0, kc, jc, [&](int64_t kk, const float* run, int64_t dm) {
-    for (int64_t j = 0; j < ncr; ++j) {
-      const int64_t m = (jc + j) % pp.Wo + dm;
-      dst[j / NR * kc * NR + kk * NR + j % NR] = j < nc && m >= 0 && m < pp.Wo ? run[j] : 0.f;
-    }
-  });
+  const float* run[gemm::KC];
+  int64_t shift[gemm::KC];
+  plane_runs(pp, buf, c0, rows, k0, kc, jc, run, shift);
+  pack_runs(kc, nc, jc, pp.Wo, run, shift, dst);
 }
 
 void col2im_add(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc, int64_t j0,

@@ -46,6 +46,17 @@ void col2im_add__avx2(const Im2col& g, const float* dcol, int64_t ld, int64_t k0
 void pack_a_gy__avx2(const float* gy0, int64_t image_stride, int64_t P, int64_t i0, int64_t mc,
                      int64_t q0, int64_t qc, float* dst);
 
+// B block (kc x nc, NR-column panels) whose row kk is a run of floats wrapped at a row width:
+//   B(kk, j) = run[kk][j] where 0 <= (col0 + j) % width + shift[kk] < width, else 0
+// (block column j sits at column (col0 + j) % width of a row of that width; a run shifted by
+// shift[kk] has wrapped into the neighbouring row there). Each run may be read up to the next NR
+// boundary past nc (and those floats must exist). The forward's phase planes and the strided
+// backward-data phases build their B blocks this way.
+void pack_runs(int64_t kc, int64_t nc, int64_t col0, int64_t width, const float* const* run,
+               const int64_t* shift, float* dst);
+void pack_runs__avx2(int64_t kc, int64_t nc, int64_t col0, int64_t width, const float* const* run,
+                     const int64_t* shift, float* dst);
+
 // A block from a strided matrix: A(i, k) = src[i * rs + k * cs], rows i0 .. i0+mc, k0 .. k0+kc,
 // in MR-row panels (zero rows past mc).
 void pack_a_strided(const float* src, int64_t rs, int64_t cs, int64_t i0, int64_t mc, int64_t k0,

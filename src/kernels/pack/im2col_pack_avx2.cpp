@@ -254,42 +254,54 @@ void build_planes__avx2(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t o
   std::fill(end, end + G, 0.f);
 }
 
-// Each B row is one run: 8 floats per load, and where the tap's column offset dm is not 0 the
-// lanes whose column ow + dm leaves [0, Wo) (the run wrapped: padding) are cleared by a mask from
-// the block's column numbers.
-void pack_planes__avx2(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows,
-                       int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+// 8 floats per load; where a row's shift is not 0 (or past nc) the lanes outside the row are
+// cleared by a mask from the block's column numbers.
+void pack_runs__avx2(int64_t kc, int64_t nc, int64_t col0, int64_t width, const float* const* run,
+                     const int64_t* shift, float* dst) {
   constexpr int64_t kMaxVectors = gemm::NC / 8;
   const int64_t nv = (nc + 7) / 8;  // vectors with block columns; the panels' rest is zeroed
-  __m256i ow[kMaxVectors];          // ow of each lane; past nc: a value no dm brings inside
+  if (nv > kMaxVectors) {
+    pack_runs(kc, nc, col0, width, run, shift, dst);
+    return;
+  }
+  __m256i col[kMaxVectors];  // each lane's column in its row; past nc a value no shift brings in
   alignas(32) int32_t lane[8];
   for (int64_t v = 0; v < nv; ++v) {
     for (int64_t l = 0; l < 8; ++l) {
       const int64_t j = 8 * v + l;
-      lane[l] = j < nc ? static_cast<int32_t>((jc + j) % pp.Wo) : INT32_MIN / 2;
+      lane[l] = j < nc ? static_cast<int32_t>((col0 + j) % width) : INT32_MIN / 2;
     }
-    ow[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane));
+    col[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane));
   }
   const bool tail_lanes = nc % 8 != 0;
   const int64_t panels = (nc + NR - 1) / NR;
-  for_plane_runs(pp, buf, c0, rows, k0, kc, jc, [&](int64_t kk, const float* run, int64_t dm) {
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const float* r = run[kk];
     float* d = dst + kk * NR;
-    if (dm == 0 && !tail_lanes) {
+    if (shift[kk] == 0 && !tail_lanes) {
       for (int64_t v = 0; v < nv; ++v)
-        _mm256_storeu_ps(d + v / 2 * kc * NR + v % 2 * 8, _mm256_loadu_ps(run + 8 * v));
+        _mm256_storeu_ps(d + v / 2 * kc * NR + v % 2 * 8, _mm256_loadu_ps(r + 8 * v));
     } else {
-      // valid: -dm <= ow < Wo - dm
-      const __m256i lo = _mm256_set1_epi32(static_cast<int32_t>(-dm - 1));
-      const __m256i hi = _mm256_set1_epi32(static_cast<int32_t>(pp.Wo - dm));
+      // inside: -shift <= col < width - shift
+      const __m256i lo = _mm256_set1_epi32(static_cast<int32_t>(-shift[kk] - 1));
+      const __m256i hi = _mm256_set1_epi32(static_cast<int32_t>(width - shift[kk]));
       for (int64_t v = 0; v < nv; ++v) {
         const __m256i in =
-            _mm256_and_si256(_mm256_cmpgt_epi32(ow[v], lo), _mm256_cmpgt_epi32(hi, ow[v]));
+            _mm256_and_si256(_mm256_cmpgt_epi32(col[v], lo), _mm256_cmpgt_epi32(hi, col[v]));
         _mm256_storeu_ps(d + v / 2 * kc * NR + v % 2 * 8,
-                         _mm256_and_ps(_mm256_castsi256_ps(in), _mm256_loadu_ps(run + 8 * v)));
+                         _mm256_and_ps(_mm256_castsi256_ps(in), _mm256_loadu_ps(r + 8 * v)));
       }
     }
     if (nv < 2 * panels) _mm256_storeu_ps(d + (panels - 1) * kc * NR + 8, _mm256_setzero_ps());
-  });
+  }
+}
+
+void pack_planes__avx2(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows,
+                       int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+  const float* run[gemm::KC];
+  int64_t shift[gemm::KC];
+  plane_runs(pp, buf, c0, rows, k0, kc, jc, run, shift);
+  pack_runs__avx2(kc, nc, jc, pp.Wo, run, shift, dst);
 }
 
 }  // namespace convkit::kernels::pack

@@ -135,11 +135,10 @@ void build_planes_with(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh
   std::fill(end, end + G, 0.f);
 }
 
-// Walks the k rows k0 .. k0+kc of a planes buffer: f(kk, run, dm), run = the row's B values at
-// block columns jc .. (may be read up to the next NR boundary), dm = the tap's column offset.
-template <typename F>
-void for_plane_runs(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows, int64_t k0,
-                    int64_t kc, int64_t jc, F&& f) {
+// The runs of the k rows k0 .. k0+kc (kc <= KC) of a planes buffer, for pack_runs: run[kk] is the
+// row's B values from block column jc, shift[kk] the tap's column offset dm.
+inline void plane_runs(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows,
+                       int64_t k0, int64_t kc, int64_t jc, const float** run, int64_t* shift) {
   const int64_t plane = pp.plane_stride(rows), khw = pp.kH * pp.kW;
   const int64_t nq = static_cast<int64_t>(pp.used_q.size());
   const int64_t np = static_cast<int64_t>(pp.used_p.size());
@@ -147,8 +146,9 @@ void for_plane_runs(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t
   int64_t c = k0 / khw, kh = k0 % khw / pp.kW, kw = k0 % pp.kW;
   for (int64_t kk = 0; kk < kc; ++kk) {
     const int64_t ph = (c - c0) * np + pp.prow[pp.p[kh]];
-    f(kk, b + (ph * nq + pp.pcol[pp.q[kw]]) * plane + (pp.di[kh] - pp.di_min) * pp.Wo + pp.dm[kw],
-      pp.dm[kw]);
+    run[kk] =
+        b + (ph * nq + pp.pcol[pp.q[kw]]) * plane + (pp.di[kh] - pp.di_min) * pp.Wo + pp.dm[kw];
+    shift[kk] = pp.dm[kw];
     if (++kw == pp.kW) {
       kw = 0;
       if (++kh == pp.kH) kh = 0, ++c;
