@@ -59,6 +59,7 @@ int64_t kdim(const ConvParams& p) {
 // of the weight-gradient operands (col^T and gy, transposed while packed), and col2im.
 struct GemmOps {
   MicroKernel uk;
+  kernels::gemm::PackingMicroKernel ukp;
   void (*pack_col)(const pk::Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
   void (*pack_col_t)(const pk::Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc,
                      float* dst);
@@ -74,6 +75,7 @@ struct GemmOps {
                     const int64_t* shift, float* dst);
 };
 constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
+                        kernels::gemm::f32_gemm_6x16_packb__avx2_fma,
                         pk::pack_im2col__avx2,
                         pk::pack_im2col_t__avx2,
                         pk::pack_a_gy__avx2,
@@ -82,6 +84,7 @@ constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
                         pk::pack_planes__avx2,
                         pk::pack_runs__avx2};
 constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
+                           kernels::gemm::f32_gemm_6x16_packb__generic,
                            pk::pack_im2col,
                            pk::pack_im2col_t,
                            pk::pack_a_gy,
@@ -225,6 +228,8 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
   const int64_t blocks = (P + nb - 1) / nb;
   const int64_t tasks = planes * blocks;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
+  const bool inplace = pk::is_plain(pk::im2col_view(p, x, 0, 0)) &&
+                       Mp * std::min(KC, K) <= kernels::gemm::kInplaceAFloats;
   base::parallel_run(nt, [&](int tid, int n_threads) {
     float* bbuf = bbufs + tid * kBBlock;
     const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
@@ -233,20 +238,28 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
       const pk::Im2col view = pk::im2col_view(p, x, n, g);
       float* yg = y + (n * p.O + g * Og) * P;  // (Og, P)
       const float* wg = wpack + g * Mp * K;
+      const int64_t j0 = jb * nb, j1 = std::min(P, (jb + 1) * nb);
+      const auto add_bias = [&](int64_t jc, int64_t nc) {
+        if (!b) return;
+        for (int64_t o = 0; o < Og; ++o) {
+          float* row = yg + o * P + jc;
+          const float bo = b[g * Og + o];
+          for (int64_t j = 0; j < nc; ++j) row[j] += bo;
+        }
+      };
+      if (inplace) {  // 1x1: B is x itself, read in place by the first panel's micro-kernel
+        kernels::gemm::gemm_inplace_b(
+            ops.uk, ops.ukp, Og, K, view.x, P, j0, j1, yg, P, bbuf,
+            [&](int64_t k0, int64_t) { return packed_a_at(wg, Og, K, 0, k0); }, add_bias);
+        continue;
+      }
       kernels::gemm::gemm_columns(
-          ops.uk, Og, K, jb * nb, std::min(P, (jb + 1) * nb), yg, P, bbuf,
+          ops.uk, Og, K, j0, j1, yg, P, bbuf,
           [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
             ops.pack_col(view, k0, kc, jc, nc, dst);
           },
           [&](int64_t i0, int64_t, int64_t k0, int64_t) { return packed_a_at(wg, Og, K, i0, k0); },
-          [&](int64_t jc, int64_t nc) {
-            if (!b) return;
-            for (int64_t o = 0; o < Og; ++o) {
-              float* row = yg + o * P + jc;
-              const float bo = b[g * Og + o];
-              for (int64_t j = 0; j < nc; ++j) row[j] += bo;
-            }
-          });
+          add_bias);
     }
   });
 }

@@ -138,6 +138,17 @@ TEST(ConvImpl, EdgeShapesEveryImplMatchesNaive) {
   }
 }
 
+// 1x1 stride-1 layers, whose forward (and stride-1 backward-data) GEMM reads x in place with the
+// packing micro-kernel, with bias: K past KC, bias added per chunk of columns (tasks of 208
+// columns: chunks 128 + 80), M below one panel (3) and of 42 panels, columns below one panel.
+TEST(ConvImpl, OneByOneReadInPlaceMatchesNaive) {
+  using testing::make;
+  uint32_t seed = 500;
+  for (const auto& p : {make(2, 300, 20, 20, 70, 1, 1), make(1, 7, 5, 41, 3, 1, 1),
+                        make(1, 8, 3, 3, 5, 1, 1), make(3, 64, 9, 13, 250, 1, 1)})
+    EXPECT_GT(check_all(p, seed++, true), 0);
+}
+
 TEST(ConvImpl, RandomShapesEveryImplMatchesNaive) {
   std::mt19937 rng(2024);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };

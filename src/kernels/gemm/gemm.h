@@ -32,6 +32,19 @@ void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* 
 void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                             int64_t mr, int64_t nr, bool accumulate);
 
+// A micro-kernel that also packs its B micro-panel: it reads B(k, j) = src[k * ldb + j] (j < nr;
+// rows of a row-major matrix, read in place), writes the packed panel to b (kc x NR, zeros past
+// nr) and computes C as MicroKernel does from it — the same sums, bit for bit.
+using PackingMicroKernel = void (*)(int64_t kc, const float* a, const float* src, int64_t ldb,
+                                    float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                                    bool accumulate);
+void f32_gemm_6x16_packb__avx2_fma(int64_t kc, const float* a, const float* src, int64_t ldb,
+                                   float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                                   bool accumulate);
+void f32_gemm_6x16_packb__generic(int64_t kc, const float* a, const float* src, int64_t ldb,
+                                  float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                                  bool accumulate);
+
 constexpr int64_t round_up(int64_t v, int64_t m) {
   return (v + m - 1) / m * m;
 }
@@ -82,6 +95,56 @@ void gemm_columns(MicroKernel uk, int64_t M, int64_t K, int64_t j0, int64_t j1, 
       }
     }
     epilogue(jc, nc);
+  }
+}
+
+// Packed A (pack_a_whole's format: K blocks of KC, MR-row panels) no larger than this fits in L2
+// beside a B micro-panel, so gemm_inplace_b can stream it once per micro-panel of columns.
+constexpr int64_t kInplaceAFloats = 65536;
+
+// The loops over columns [j0, j1) of C (M x N) = A B for a B that is a row-major matrix read in
+// place (leading dimension ldb; a 1x1 convolution's x) and an A small enough to stay in L2
+// (round_up(M, MR) * min(K, KC) <= kInplaceAFloats). Per K block and micro-panel of NR columns, the
+// first A panel's call packs the micro-panel into bpanel (kc x NR) as it computes, the others
+// reuse it, and each also prefetches (into L2) a slice of the next micro-panel's rows — so B is
+// read from memory while the FMAs run, not in a separate pass that waits on it.
+// a_block(k0, kc) returns the packed A block (all M rows) at k0; epilogue(j, n) runs after columns
+// [j, j + n) of C are final (up to NC of them, still in cache). Every C element gets the same sums
+// in the same order as through gemm_columns.
+template <typename ABlock, typename Epilogue>
+void gemm_inplace_b(MicroKernel uk, PackingMicroKernel ukp, int64_t M, int64_t K, const float* B,
+                    int64_t ldb, int64_t j0, int64_t j1, float* c, int64_t ldc, float* bpanel,
+                    ABlock&& a_block, Epilogue&& epilogue) {
+  const int64_t panels = (M + MR - 1) / MR;
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = K - pc < KC ? K - pc : KC;
+    const float* ablk = a_block(pc, kc);
+    const float* Bk = B + pc * ldb;
+    for (int64_t jr = j0; jr < j1; jr += NR) {
+      const int64_t nr = j1 - jr < NR ? j1 - jr : NR;
+      ukp(kc, ablk, Bk + jr, ldb, bpanel, c + jr, ldc, M < MR ? M : MR, nr, pc > 0);
+      const float* next = jr + NR < j1 ? Bk + jr + NR : nullptr;  // the next micro-panel's rows
+      // One line per row when every row of it starts on a 64-byte line, else two.
+      const bool one_line = next && reinterpret_cast<uintptr_t>(next) % 64 == 0 && ldb % 16 == 0;
+      const auto prefetch_rows = [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          const float* row = next + k * ldb;
+          __builtin_prefetch(row, 0, 2);  // into L2 (prefetcht1)
+          if (!one_line) __builtin_prefetch(row + NR - 1, 0, 2);
+        }
+      };
+      if (next && panels == 1) prefetch_rows(0, kc);
+      for (int64_t p = 1; p < panels; ++p) {
+        if (next) prefetch_rows((p - 1) * kc / (panels - 1), p * kc / (panels - 1));
+        const int64_t ir = p * MR;
+        uk(kc, ablk + ir * kc, bpanel, c + ir * ldc + jr, ldc, M - ir < MR ? M - ir : MR, nr,
+           pc > 0);
+      }
+      if (pc + kc == K && (jr + nr == j1 || (jr + nr - j0) % NC == 0)) {
+        const int64_t from = jr + nr == j1 ? j0 + (jr - j0) / NC * NC : jr + nr - NC;
+        epilogue(from, jr + nr - from);
+      }
+    }
   }
 }
 

@@ -2,6 +2,8 @@
 // of B (2 loads), 6 broadcasts of A and 12 FMAs. Compiled with -mavx2 -mfma only.
 // Panels of 4 rows or fewer (the last one of M = 64, 128, ...) take a 4-row loop, so they do not
 // pay 12 FMAs per k for 8 or fewer results.
+// f32_gemm_6x16_packb__avx2_fma is the same loop reading B's rows in place (ldb apart; masked
+// loads for a short last panel) and storing each as the packed panel row it uses.
 // The C tile's lines are prefetched before the k loop, so a tile that is not in cache (a large
 // output written once) arrives while the FMAs run instead of stalling the stores.
 #include <immintrin.h>
@@ -12,34 +14,53 @@ namespace convkit::kernels::gemm {
 
 namespace {
 
-// The last panel of an M that is not a multiple of 6 (M = 64: 4 rows; 128: 2): only its rows'
-// FMAs (8 accumulators, still enough to cover the FMA latency), A read at the panel's stride MR.
-void gemm_4x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t mr,
-               int64_t nr, bool accumulate) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+// Lanes [0, n) set, 0 <= n <= 8.
+inline __m256i first_lanes(int64_t n) {
+  alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                0,  0,  0,  0,  0,  0,  0,  0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
+}
+
+// ROWS (6 or 4) rows of the tile; with Pack, B row k is read from src + k * ldb (nr floats) and
+// stored to b + k * NR (zeros past nr) before use, else read from the packed panel b.
+template <int ROWS, bool Pack>
+inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, const float* src,
+                                                int64_t ldb, float* b, float* c, int64_t ldc,
+                                                int64_t mr, int64_t nr, bool accumulate) {
+  __m256 acc[ROWS][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t i = 0; i < mr; ++i) {
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + nr - 1), _MM_HINT_T0);
   }
+  const __m256i m0 = first_lanes(nr < 8 ? nr : 8), m1 = first_lanes(nr > 8 ? nr - 8 : 0);
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    __m256 ai = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
-    ai = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
-    ai = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
-    ai = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
+    __m256 b0, b1;
+    if constexpr (Pack) {
+      if (nr == NR) {
+        b0 = _mm256_loadu_ps(src), b1 = _mm256_loadu_ps(src + 8);
+      } else {
+        b0 = _mm256_maskload_ps(src, m0), b1 = _mm256_maskload_ps(src + 8, m1);
+      }
+      _mm256_store_ps(b, b0), _mm256_store_ps(b + 8, b1);
+      src += ldb;
+    } else {
+      b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
     a += MR;
     b += NR;
   }
-  const __m256 acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
   if (nr == NR) {
-    for (int64_t i = 0; i < mr; ++i) {
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      if (i >= mr) break;
       float* ci = c + i * ldc;
       __m256 v0 = acc[i][0], v1 = acc[i][1];
       if (accumulate) {
@@ -51,73 +72,35 @@ void gemm_4x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc
     }
     return;
   }
-  alignas(32) float tile[4][16];
-  for (int i = 0; i < 4; ++i) {
-    _mm256_store_ps(tile[i], acc[i][0]);
-    _mm256_store_ps(tile[i] + 8, acc[i][1]);
+  alignas(32) float t[ROWS][16];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i) {
+    _mm256_store_ps(t[i], acc[i][0]);
+    _mm256_store_ps(t[i] + 8, acc[i][1]);
   }
   for (int64_t i = 0; i < mr; ++i)
     for (int64_t j = 0; j < nr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i][j] : tile[i][j];
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
 }  // namespace
 
 void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                              int64_t mr, int64_t nr, bool accumulate) {
-  if (mr <= 4) {
-    gemm_4x16(kc, a, b, c, ldc, mr, nr, accumulate);
-    return;
-  }
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  for (int64_t i = 0; i < mr; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + nr - 1), _MM_HINT_T0);
-  }
-  for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    __m256 ai = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
-    ai = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
-    ai = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
-    ai = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
-    ai = _mm256_broadcast_ss(a + 4);
-    c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
-    ai = _mm256_broadcast_ss(a + 5);
-    c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
-    a += MR;
-    b += NR;
-  }
-  const __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  if (mr == MR && nr == NR) {
-    for (int i = 0; i < 6; ++i) {
-      float* ci = c + i * ldc;
-      __m256 v0 = acc[i][0], v1 = acc[i][1];
-      if (accumulate) {
-        v0 = _mm256_add_ps(_mm256_loadu_ps(ci), v0);
-        v1 = _mm256_add_ps(_mm256_loadu_ps(ci + 8), v1);
-      }
-      _mm256_storeu_ps(ci, v0);
-      _mm256_storeu_ps(ci + 8, v1);
-    }
-    return;
-  }
-  alignas(32) float tile[6][16];
-  for (int i = 0; i < 6; ++i) {
-    _mm256_store_ps(tile[i], acc[i][0]);
-    _mm256_store_ps(tile[i] + 8, acc[i][1]);
-  }
-  for (int64_t i = 0; i < mr; ++i)
-    for (int64_t j = 0; j < nr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i][j] : tile[i][j];
+  float* bp = const_cast<float*>(b);  // read only: Pack is false
+  if (mr <= 4)
+    tile<4, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate);
+  else
+    tile<6, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate);
+}
+
+void f32_gemm_6x16_packb__avx2_fma(int64_t kc, const float* a, const float* src, int64_t ldb,
+                                   float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                                   bool accumulate) {
+  if (mr <= 4)
+    tile<4, true>(kc, a, src, ldb, b, c, ldc, mr, nr, accumulate);
+  else
+    tile<6, true>(kc, a, src, ldb, b, c, ldc, mr, nr, accumulate);
 }
 
 }  // namespace convkit::kernels::gemm

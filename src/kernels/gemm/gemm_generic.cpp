@@ -24,6 +24,14 @@ void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
+void f32_gemm_6x16_packb__generic(int64_t kc, const float* a, const float* src, int64_t ldb,
+                                  float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                                  bool accumulate) {
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t j = 0; j < NR; ++j) b[k * NR + j] = j < nr ? src[k * ldb + j] : 0.f;
+  f32_gemm_6x16__generic(kc, a, b, c, ldc, mr, nr, accumulate);
+}
+
 void pack_a_rows(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
                  float* dst) {
   for (int64_t r = 0; r < mc; r += MR) {
