@@ -22,6 +22,7 @@
 #include <climits>
 #include <cstring>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "base/aligned.h"
@@ -748,6 +749,53 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
         },
         [](int64_t, int64_t) {});
   };
+  // The same C for a chunk when Og <= MC, in (q block, gw column block) order: gy's block is packed
+  // once per q block (not once per column block), and for a 1x1 layer (col is x itself, read
+  // transposed) the rows of the next B block are prefetched into L2 a slice per micro-kernel call,
+  // so x streams in while the FMAs run instead of in bursts the packs wait on. Every element gets
+  // the same sums in the same order (q blocks ascending) as through gemm_columns.
+  auto gemm_q_outer = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, float* c) {
+    const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
+    const bool plain = pk::is_plain(view);
+    const float* gy0 = a.gy + g * Og * P;
+    float* abuf = bbuf + kBBlock;
+    const int64_t panels = (Og + MR - 1) / MR;
+    for (int64_t pc = q0; pc < q1; pc += KC) {
+      const int64_t qc = std::min(KC, q1 - pc);
+      Ops->pack_gy(gy0, p.O * P, P, 0, Og, pc, qc, abuf);
+      for (int64_t jc = 0; jc < K; jc += NC) {
+        const int64_t nc = std::min(NC, K - jc);
+        Ops->pack_col_t(view, pc, qc, jc, nc, bbuf);
+        // The next B block: columns jc + NC of this q block, or the first of the next.
+        int64_t nq = pc, nj = jc + NC;
+        if (nj >= K) nq = pc + KC, nj = 0;
+        const int64_t nqc = std::min(KC, q1 - nq), nnc = std::min(NC, K - nj);
+        const bool prefetch = plain && nq < q1;
+        // The next block's q range as runs inside images: (start in image n's channel 0, length).
+        std::pair<const float*, int64_t> runs[2];
+        int64_t nruns = 0;
+        for (int64_t q = nq; prefetch && q < nq + nqc && nruns < 2;) {
+          const int64_t n = q / P, j = q % P, len = std::min(P - j, nq + nqc - q);
+          runs[nruns++] = {view.x + n * view.image_stride + j, len};
+          q += len;
+        }
+        const std::span<const std::pair<const float*, int64_t>> run_list(runs, nruns);
+        const int64_t calls = (nc + NR - 1) / NR * panels;
+        int64_t call = 0;
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          for (int64_t ir = 0; ir < Og; ir += MR, ++call) {
+            if (prefetch)  // rows r0 .. r1 of the next block (nnc rows of nqc floats)
+              for (int64_t r = call * nnc / calls; r < (call + 1) * nnc / calls; ++r)
+                for (const auto& [at, len] : run_list) {
+                  const float* row = at + (nj + r) * P;
+                  for (int64_t f = 0; f < len; f += 16) __builtin_prefetch(row + f, 0, 2);
+                }
+            Ops->uk(qc, abuf + ir * qc, bbuf + jr * qc, c + ir * K + jc + jr, K,
+                    std::min(MR, Og - ir), std::min(NR, nc - jr), pc > q0);
+          }
+      }
+    }
+  };
   if (chunks > 1) {
     const int64_t tasks = G * chunks;
     const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
@@ -770,7 +818,12 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
             continue;
           }
         }
-        gemm(thread_ws + tid * per_thread, g, q0, q1, 0, K, partials + (c * G + g) * Og * K);
+        float* bbuf = thread_ws + tid * per_thread;
+        float* part = partials + (c * G + g) * Og * K;
+        if (Og <= kernels::gemm::MC)
+          gemm_q_outer(bbuf, g, q0, q1, part);
+        else
+          gemm(bbuf, g, q0, q1, 0, K, part);
       }
     });
     if (non_finite.load()) return fallback();

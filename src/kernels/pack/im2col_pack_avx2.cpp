@@ -171,10 +171,6 @@ void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, in
         for (int64_t kk = 0; kk < NR; ++kk)
           rows[kk] = kk < cols ? plane + (k0 + s + kk) * P : zeros;
         transpose_rows_into_panel(rows, len, panel + (q - q0) * NR);
-        // What the next block reads of these rows follows on: NR rows are too many streams for
-        // the hardware prefetchers when x comes from memory.
-        for (int64_t kk = 0; kk < cols; ++kk)
-          for (int64_t f = len; f < 2 * len; f += 16) __builtin_prefetch(rows[kk] + f);
         q += len;
       }
     }
