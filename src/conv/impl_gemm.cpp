@@ -194,14 +194,14 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
                 ops.uk(kc, ablk + ir * kc, bbuf + jr * kc, yt + (ic + ir) * P + jc + jr, P,
                        std::min(MR, mc - ir), std::min(NR, nc - jr), pc > 0);
           }
+          if (b && pc + kc == K)  // the block's columns are final and still in cache
+            for (int64_t o = 0; o < Og; ++o) {
+              float* row = yt + o * P + jc;
+              const float bo = b[g * Og + o];
+              for (int64_t j = 0; j < nc; ++j) row[j] += bo;
+            }
         }
       }
-      if (b)
-        for (int64_t o = 0; o < Og; ++o) {
-          float* row = yt + o * P;
-          const float bo = b[g * Og + o];
-          for (int64_t j = 0; j < cols; ++j) row[j] += bo;
-        }
     }
   });
 }
