@@ -60,7 +60,7 @@ int64_t kdim(const ConvParams& p) {
 // of the weight-gradient operands (col^T and gy, transposed while packed), and col2im.
 struct GemmOps {
   MicroKernel uk;
-  kernels::gemm::PackingMicroKernel ukp;
+  kernels::gemm::InplaceMicroKernel uki;
   void (*pack_col)(const pk::Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
   void (*pack_col_t)(const pk::Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc,
                      float* dst);
@@ -76,7 +76,7 @@ struct GemmOps {
                     const int64_t* shift, float* dst);
 };
 constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
-                        kernels::gemm::f32_gemm_6x16_packb__avx2_fma,
+                        kernels::gemm::f32_gemm_6x16_inplace__avx2_fma,
                         pk::pack_im2col__avx2,
                         pk::pack_im2col_t__avx2,
                         pk::pack_a_gy__avx2,
@@ -85,7 +85,7 @@ constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
                         pk::pack_planes__avx2,
                         pk::pack_runs__avx2};
 constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
-                           kernels::gemm::f32_gemm_6x16_packb__generic,
+                           kernels::gemm::f32_gemm_6x16_inplace__generic,
                            pk::pack_im2col,
                            pk::pack_im2col_t,
                            pk::pack_a_gy,
@@ -250,8 +250,8 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
       };
       if (inplace) {  // 1x1: B is x itself, read in place by the first panel's micro-kernel
         kernels::gemm::gemm_inplace_b(
-            ops.uk, ops.ukp, Og, K, view.x, P, j0, j1, yg, P, bbuf,
-            [&](int64_t k0, int64_t) { return packed_a_at(wg, Og, K, 0, k0); }, add_bias);
+            ops.uki, Og, K, view.x, P, j0, j1, yg, P, bbuf, b ? b + g * Og : nullptr,
+            [&](int64_t k0, int64_t) { return packed_a_at(wg, Og, K, 0, k0); });
         continue;
       }
       kernels::gemm::gemm_columns(

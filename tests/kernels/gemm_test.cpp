@@ -94,58 +94,57 @@ TEST(Sgemm, MicroKernelAccumulatesAndStaysInItsTile) {
 }
 
 // gemm_inplace_b (B read in place by the packing micro-kernel, the first micro-panel cut short so
-// the others start on a 64-byte line) against sgemm: the same sums in the same order, so equal bit
-// for bit, for B at every float offset in a line, K past KC, M below and above one panel; and
-// the epilogue sees every column exactly once, in order, in chunks of about NC.
+// the others start on a 64-byte line, the bias added as the last K block stores) against sgemm
+// followed by a bias pass: the same sums in the same order and the same rounding of the bias, so
+// equal bit for bit, for B at every float offset in a line, K past KC, M below and above one
+// panel, with and without bias, both ISAs. Columns outside [j0, j1) stay untouched.
 TEST(Sgemm, InplaceBEqualsPackedAtEveryAlignment) {
   struct Pair {
     MicroKernel uk;
-    PackingMicroKernel ukp;
+    InplaceMicroKernel uki;
   };
-  std::vector<Pair> pairs = {{f32_gemm_6x16__generic, f32_gemm_6x16_packb__generic}};
-  if (base::use_avx2()) pairs.push_back({f32_gemm_6x16__avx2_fma, f32_gemm_6x16_packb__avx2_fma});
+  std::vector<Pair> pairs = {{f32_gemm_6x16__generic, f32_gemm_6x16_inplace__generic}};
+  if (base::use_avx2()) pairs.push_back({f32_gemm_6x16__avx2_fma, f32_gemm_6x16_inplace__avx2_fma});
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   const int64_t K = 300, ldb = 320, j0 = 3, j1 = 290;
   for (const Pair& pr : pairs)
-    for (const int64_t M : {int64_t{4}, int64_t{13}}) {
-      std::vector<float> A(M * K);
-      for (auto& v : A) v = u(rng);
-      // A packed as the whole-matrix format gemm_inplace_b reads: K blocks, MR-row panels.
-      const int64_t Mp = round_up(M, MR);
-      std::vector<float> Ap(Mp * K, 0.f);
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = std::min(KC, K - pc);
-        for (int64_t i = 0; i < M; ++i)
-          for (int64_t k = 0; k < kc; ++k)
-            Ap[pc * Mp + i / MR * MR * kc + k * MR + i % MR] = A[i * K + pc + k];
+    for (const int64_t M : {int64_t{4}, int64_t{13}})
+      for (const bool with_bias : {false, true}) {
+        std::vector<float> A(M * K), bias(M);
+        for (auto& v : A) v = u(rng);
+        for (auto& v : bias) v = u(rng);
+        // A packed as the whole-matrix format gemm_inplace_b reads: K blocks, MR-row panels.
+        const int64_t Mp = round_up(M, MR);
+        std::vector<float> Ap(Mp * K, 0.f);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+          const int64_t kc = std::min(KC, K - pc);
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t k = 0; k < kc; ++k)
+              Ap[pc * Mp + i / MR * MR * kc + k * MR + i % MR] = A[i * K + pc + k];
+        }
+        std::vector<float> store(K * ldb + 64);
+        for (auto& v : store) v = u(rng);
+        const auto base = reinterpret_cast<uintptr_t>(store.data());
+        float* line = store.data() + (64 - base % 64) % 64 / 4;  // the first 64-byte boundary
+        for (int64_t off = 0; off < 16; ++off) {
+          const float* B = line + off;
+          std::vector<float> want(M * ldb, 0.f), got(M * ldb, 5.f);
+          sgemm(pr.uk, M, ldb - off, K, A.data(), K, B, ldb, want.data(), ldb);
+          if (with_bias)
+            for (int64_t i = 0; i < M; ++i)
+              for (int64_t j = 0; j < ldb; ++j) want[i * ldb + j] += bias[i];
+          alignas(64) static float bpanel[KC * NR];
+          gemm_inplace_b(pr.uki, M, K, B, ldb, j0, j1, got.data(), ldb, bpanel,
+                         with_bias ? bias.data() : nullptr,
+                         [&](int64_t k0, int64_t) { return Ap.data() + k0 * Mp; });
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < ldb; ++j)
+              ASSERT_EQ(got[i * ldb + j], j >= j0 && j < j1 ? want[i * ldb + j] : 5.f)
+                  << "M " << M << " bias " << with_bias << " offset " << off << " at (" << i << ", "
+                  << j << ")";
+        }
       }
-      std::vector<float> store(K * ldb + 64);
-      for (auto& v : store) v = u(rng);
-      const auto base = reinterpret_cast<uintptr_t>(store.data());
-      float* line = store.data() + (64 - base % 64) % 64 / 4;  // the first 64-byte boundary
-      for (int64_t off = 0; off < 16; ++off) {
-        const float* B = line + off;
-        std::vector<float> want(M * ldb, 0.f), got(M * ldb, 0.f);
-        sgemm(pr.uk, M, ldb - off, K, A.data(), K, B, ldb, want.data(), ldb);
-        alignas(64) static float bpanel[KC * NR];
-        int64_t seen = j0;
-        gemm_inplace_b(
-            pr.uk, pr.ukp, M, K, B, ldb, j0, j1, got.data(), ldb, bpanel,
-            [&](int64_t k0, int64_t) { return Ap.data() + k0 * Mp; },
-            [&](int64_t j, int64_t n) {
-              EXPECT_EQ(j, seen) << "epilogue out of order, offset " << off;
-              EXPECT_GT(n, 0);
-              EXPECT_LE(n, NC + NR);
-              seen = j + n;
-            });
-        EXPECT_EQ(seen, j1) << "offset " << off;
-        for (int64_t i = 0; i < M; ++i)
-          for (int64_t j = j0; j < j1; ++j)
-            ASSERT_EQ(got[i * ldb + j], want[i * ldb + j])
-                << "M " << M << " offset " << off << " at (" << i << ", " << j << ")";
-      }
-    }
 }
 
 }  // namespace

@@ -33,18 +33,26 @@ void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* 
 void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                             int64_t mr, int64_t nr, bool accumulate);
 
-// A micro-kernel that also packs its B micro-panel: it reads B(k, j) = src[k * ldb + j] (j < nr;
-// rows of a row-major matrix, read in place), writes the packed panel to b (kc x NR, zeros past
-// nr) and computes C as MicroKernel does from it — the same sums, bit for bit.
-using PackingMicroKernel = void (*)(int64_t kc, const float* a, const float* src, int64_t ldb,
-                                    float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
-                                    bool accumulate);
-void f32_gemm_6x16_packb__avx2_fma(int64_t kc, const float* a, const float* src, int64_t ldb,
-                                   float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
-                                   bool accumulate);
-void f32_gemm_6x16_packb__generic(int64_t kc, const float* a, const float* src, int64_t ldb,
-                                  float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
-                                  bool accumulate);
+// The micro-kernel of gemm_inplace_b: C as MicroKernel computes it, plus
+//   - with src: B's rows are read in place (src + k * ldb, nr floats; zeros past nr) and stored
+//     to the packed panel b as they are used (b is written, not read);
+//   - with bias: bias[i] is added to row i of the final C as a step of its own, C = (C + A B) +
+//     bias, the rounding of a separate epilogue;
+//   - rows pf + r * pf_ld, r < pf_n, are prefetched into L2, spread over the k loop.
+// The sums are MicroKernel's, bit for bit.
+struct InplaceArgs {
+  const float* src = nullptr;
+  int64_t ldb = 0;
+  const float* bias = nullptr;
+  const float* pf = nullptr;
+  int64_t pf_ld = 0, pf_n = 0;
+};
+using InplaceMicroKernel = void (*)(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
+                                    int64_t mr, int64_t nr, bool accumulate, const InplaceArgs& x);
+void f32_gemm_6x16_inplace__avx2_fma(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
+                                     int64_t mr, int64_t nr, bool accumulate, const InplaceArgs& x);
+void f32_gemm_6x16_inplace__generic(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
+                                    int64_t mr, int64_t nr, bool accumulate, const InplaceArgs& x);
 
 constexpr int64_t round_up(int64_t v, int64_t m) {
   return (v + m - 1) / m * m;
@@ -103,22 +111,24 @@ void gemm_columns(MicroKernel uk, int64_t M, int64_t K, int64_t j0, int64_t j1, 
 // beside a B micro-panel, so gemm_inplace_b can stream it once per micro-panel of columns.
 constexpr int64_t kInplaceAFloats = 65536;
 
-// The loops over columns [j0, j1) of C (M x N) = A B for a B that is a row-major matrix read in
-// place (leading dimension ldb; a 1x1 convolution's x) and an A small enough to stay in L2
-// (round_up(M, MR) * min(K, KC) <= kInplaceAFloats). Per K block and micro-panel of up to NR
-// columns, the first A panel's call packs the micro-panel into bpanel (kc x NR) as it computes,
-// the others reuse it, and each also prefetches (into L2) a slice of the next micro-panel's rows —
-// so B is read from memory while the FMAs run, not in a separate pass that waits on it. Where
-// every row of B starts at the same offset in a 64-byte line (ldb a multiple of 16 floats), the
-// first micro-panel is cut short so that the others start on a line: a panel row is then one
-// line, not two (a std::vector's data is 16 bytes into a line: 15% slower without this).
-// a_block(k0, kc) returns the packed A block (all M rows) at k0; epilogue(j, n) runs after columns
-// [j, j + n) of C are final (about NC of them, still in cache). Every C element gets the same sums
-// in the same order as through gemm_columns.
-template <typename ABlock, typename Epilogue>
-void gemm_inplace_b(MicroKernel uk, PackingMicroKernel ukp, int64_t M, int64_t K, const float* B,
-                    int64_t ldb, int64_t j0, int64_t j1, float* c, int64_t ldc, float* bpanel,
-                    ABlock&& a_block, Epilogue&& epilogue) {
+// The loops over columns [j0, j1) of C (M x N) = A B (+ row_bias[i] on row i, when not null) for a
+// B that is a row-major matrix read in place (leading dimension ldb; a 1x1 convolution's x) and
+// an A small enough to stay in L2 (round_up(M, MR) * min(K, KC) <= kInplaceAFloats). Per K block
+// and micro-panel of up to NR columns, the first A panel's call packs the micro-panel into bpanel
+// (kc x NR) as it computes, the others reuse it, and each of those prefetches (into L2, spread
+// over its k loop) a slice of the next micro-panel's rows — so B is read from memory while the
+// FMAs run, not in a separate pass that waits on it (prefetching a slice in one burst between
+// calls stalled on the prefetches: 7% of the 1x1 forward's time). The bias is added by the last
+// K block's calls as they store. Where every row of B starts at the same offset in a 64-byte line
+// (ldb a multiple of 16 floats), the first micro-panel is cut short so that the others start on a
+// line: a panel row is then one line, not two (a std::vector's data is 16 bytes into a line: 15%
+// slower without this). a_block(k0, kc) returns the packed A block (all M rows) at k0. Every C
+// element gets the same sums in the same order, and the bias the same rounding, as through
+// gemm_columns and a bias epilogue.
+template <typename ABlock>
+void gemm_inplace_b(InplaceMicroKernel uk, int64_t M, int64_t K, const float* B, int64_t ldb,
+                    int64_t j0, int64_t j1, float* c, int64_t ldc, float* bpanel,
+                    const float* row_bias, ABlock&& a_block) {
   const int64_t panels = (M + MR - 1) / MR;
   const auto addr = reinterpret_cast<uintptr_t>(B + j0);
   const int64_t lead = ldb % 16 == 0 && addr % 4 == 0 && addr % 64 != 0
@@ -128,30 +138,25 @@ void gemm_inplace_b(MicroKernel uk, PackingMicroKernel ukp, int64_t M, int64_t K
     const int64_t kc = K - pc < KC ? K - pc : KC;
     const float* ablk = a_block(pc, kc);
     const float* Bk = B + pc * ldb;
-    int64_t chunk = j0;  // first column not yet handed to the epilogue
+    const float* bias = pc + kc == K ? row_bias : nullptr;
     for (int64_t jr = j0, nr; jr < j1; jr += nr) {
       nr = std::min(jr == j0 ? lead : NR, j1 - jr);
-      ukp(kc, ablk, Bk + jr, ldb, bpanel, c + jr, ldc, M < MR ? M : MR, nr, pc > 0);
+      InplaceArgs x;
+      x.src = Bk + jr, x.ldb = ldb, x.bias = bias;
       const float* next = jr + nr < j1 ? Bk + jr + nr : nullptr;  // the next micro-panel's rows
-      // One line per row when every row of it starts on a 64-byte line, else two.
+      if (next && panels == 1) x.pf = next, x.pf_ld = ldb, x.pf_n = kc;
+      uk(kc, ablk, bpanel, c + jr, ldc, M < MR ? M : MR, nr, pc > 0, x);
+      // Rows that start mid-line reach into a second line: prefetch both ends then.
       const bool one_line = next && reinterpret_cast<uintptr_t>(next) % 64 == 0 && ldb % 16 == 0;
-      const auto prefetch_rows = [&](int64_t k0, int64_t k1) {
-        for (int64_t k = k0; k < k1; ++k) {
-          const float* row = next + k * ldb;
-          __builtin_prefetch(row, 0, 2);  // into L2 (prefetcht1)
-          if (!one_line) __builtin_prefetch(row + NR - 1, 0, 2);
-        }
-      };
-      if (next && panels == 1) prefetch_rows(0, kc);
       for (int64_t p = 1; p < panels; ++p) {
-        if (next) prefetch_rows((p - 1) * kc / (panels - 1), p * kc / (panels - 1));
-        const int64_t ir = p * MR;
+        const int64_t ir = p * MR, r0 = (p - 1) * kc / (panels - 1), r1 = p * kc / (panels - 1);
+        InplaceArgs y;
+        y.bias = bias ? bias + ir : nullptr;
+        if (next) y.pf = next + r0 * ldb, y.pf_ld = ldb, y.pf_n = r1 - r0;
         uk(kc, ablk + ir * kc, bpanel, c + ir * ldc + jr, ldc, M - ir < MR ? M - ir : MR, nr,
-           pc > 0);
-      }
-      if (pc + kc == K && (jr + nr == j1 || jr + nr - chunk >= NC)) {
-        epilogue(chunk, jr + nr - chunk);
-        chunk = jr + nr;
+           pc > 0, y);
+        if (next && !one_line)
+          for (int64_t r = r0; r < r1; ++r) __builtin_prefetch(next + r * ldb + NR - 1, 0, 2);
       }
     }
   }

@@ -2,11 +2,14 @@
 // of B (2 loads), 6 broadcasts of A and 12 FMAs. Compiled with -mavx2 -mfma only.
 // Panels of 4 rows or fewer (the last one of M = 64, 128, ...) take a 4-row loop, so they do not
 // pay 12 FMAs per k for 8 or fewer results.
-// f32_gemm_6x16_packb__avx2_fma is the same loop reading B's rows in place (ldb apart; masked
-// loads for a short last panel) and storing each as the packed panel row it uses.
+// f32_gemm_6x16_inplace__avx2_fma is the same loop, optionally reading B's rows in place (ldb
+// apart; masked loads for a short last panel) and storing each as the packed panel row it uses,
+// prefetching rows for the next call and adding a bias as it stores.
 // The C tile's lines are prefetched before the k loop, so a tile that is not in cache (a large
 // output written once) arrives while the FMAs run instead of stalling the stores.
 #include <immintrin.h>
+
+#include <algorithm>
 
 #include "kernels/gemm/gemm.h"
 
@@ -22,11 +25,13 @@ inline __m256i first_lanes(int64_t n) {
 }
 
 // ROWS (6 or 4) rows of the tile; with Pack, B row k is read from src + k * ldb (nr floats) and
-// stored to b + k * NR (zeros past nr) before use, else read from the packed panel b.
-template <int ROWS, bool Pack>
+// stored to b + k * NR (zeros past nr) before use, else read from the packed panel b. With Extra,
+// x's bias and prefetches (f32_gemm_6x16_inplace__avx2_fma's contract in gemm.h) apply.
+template <int ROWS, bool Pack, bool Extra>
 inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, const float* src,
                                                 int64_t ldb, float* b, float* c, int64_t ldc,
-                                                int64_t mr, int64_t nr, bool accumulate) {
+                                                int64_t mr, int64_t nr, bool accumulate,
+                                                const InplaceArgs* x) {
   __m256 acc[ROWS][2];
 #pragma GCC unroll 8
   for (int i = 0; i < ROWS; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -35,7 +40,7 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + nr - 1), _MM_HINT_T0);
   }
   const __m256i m0 = first_lanes(nr < 8 ? nr : 8), m1 = first_lanes(nr > 8 ? nr - 8 : 0);
-  for (int64_t k = 0; k < kc; ++k) {
+  const auto step = [&]() __attribute__((always_inline)) {
     __m256 b0, b1;
     if constexpr (Pack) {
       if (nr == NR) {
@@ -56,7 +61,26 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
     }
     a += MR;
     b += NR;
+  };
+  if constexpr (Extra) {
+    // One prefetch per stretch of kc / pf_n iterations (the rest, if any, after the loop).
+    const int64_t every = x->pf_n > 0 ? std::max<int64_t>(1, kc / x->pf_n) : kc;
+    int64_t r = 0;
+    for (int64_t k0 = 0; k0 < kc; k0 += every) {
+      if (r < x->pf_n) __builtin_prefetch(x->pf + r++ * x->pf_ld, 0, 2);
+      const int64_t k1 = k0 + every < kc ? k0 + every : kc;
+      for (int64_t k = k0; k < k1; ++k) step();
+    }
+    for (; r < x->pf_n; ++r) __builtin_prefetch(x->pf + r * x->pf_ld, 0, 2);
+  } else {
+    for (int64_t k = 0; k < kc; ++k) step();
   }
+  // The bias row by row, after the sum (and after adding the old C): an epilogue's rounding.
+  __m256 bias[ROWS];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i)
+    bias[i] = Extra && x->bias && i < mr ? _mm256_broadcast_ss(x->bias + i) : _mm256_setzero_ps();
+  const bool with_bias = Extra && x->bias;
   if (nr == NR) {
 #pragma GCC unroll 8
     for (int i = 0; i < ROWS; ++i) {
@@ -67,6 +91,7 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
         v0 = _mm256_add_ps(_mm256_loadu_ps(ci), v0);
         v1 = _mm256_add_ps(_mm256_loadu_ps(ci + 8), v1);
       }
+      if (with_bias) v0 = _mm256_add_ps(v0, bias[i]), v1 = _mm256_add_ps(v1, bias[i]);
       _mm256_storeu_ps(ci, v0);
       _mm256_storeu_ps(ci + 8, v1);
     }
@@ -79,8 +104,10 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
     _mm256_store_ps(t[i] + 8, acc[i][1]);
   }
   for (int64_t i = 0; i < mr; ++i)
-    for (int64_t j = 0; j < nr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i][j] : t[i][j];
+    for (int64_t j = 0; j < nr; ++j) {
+      const float v = accumulate ? c[i * ldc + j] + t[i][j] : t[i][j];
+      c[i * ldc + j] = with_bias ? v + x->bias[i] : v;
+    }
 }
 
 }  // namespace
@@ -89,18 +116,25 @@ void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* 
                              int64_t mr, int64_t nr, bool accumulate) {
   float* bp = const_cast<float*>(b);  // read only: Pack is false
   if (mr <= 4)
-    tile<4, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate);
+    tile<4, false, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr);
   else
-    tile<6, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate);
+    tile<6, false, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr);
 }
 
-void f32_gemm_6x16_packb__avx2_fma(int64_t kc, const float* a, const float* src, int64_t ldb,
-                                   float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
-                                   bool accumulate) {
-  if (mr <= 4)
-    tile<4, true>(kc, a, src, ldb, b, c, ldc, mr, nr, accumulate);
-  else
-    tile<6, true>(kc, a, src, ldb, b, c, ldc, mr, nr, accumulate);
+void f32_gemm_6x16_inplace__avx2_fma(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
+                                     int64_t mr, int64_t nr, bool accumulate,
+                                     const InplaceArgs& x) {
+  if (x.src) {
+    if (mr <= 4)
+      tile<4, true, true>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, &x);
+    else
+      tile<6, true, true>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, &x);
+  } else {
+    if (mr <= 4)
+      tile<4, false, true>(kc, a, nullptr, 0, b, c, ldc, mr, nr, accumulate, &x);
+    else
+      tile<6, false, true>(kc, a, nullptr, 0, b, c, ldc, mr, nr, accumulate, &x);
+  }
 }
 
 }  // namespace convkit::kernels::gemm

@@ -24,12 +24,16 @@ void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-void f32_gemm_6x16_packb__generic(int64_t kc, const float* a, const float* src, int64_t ldb,
-                                  float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
-                                  bool accumulate) {
-  for (int64_t k = 0; k < kc; ++k)
-    for (int64_t j = 0; j < NR; ++j) b[k * NR + j] = j < nr ? src[k * ldb + j] : 0.f;
+void f32_gemm_6x16_inplace__generic(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
+                                    int64_t mr, int64_t nr, bool accumulate, const InplaceArgs& x) {
+  if (x.src)
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t j = 0; j < NR; ++j) b[k * NR + j] = j < nr ? x.src[k * x.ldb + j] : 0.f;
+  for (int64_t r = 0; r < x.pf_n; ++r) __builtin_prefetch(x.pf + r * x.pf_ld, 0, 2);
   f32_gemm_6x16__generic(kc, a, b, c, ldc, mr, nr, accumulate);
+  if (x.bias)
+    for (int64_t i = 0; i < mr; ++i)
+      for (int64_t j = 0; j < nr; ++j) c[i * ldc + j] += x.bias[i];
 }
 
 void pack_a_rows(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
