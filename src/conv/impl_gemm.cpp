@@ -250,7 +250,7 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
       };
       if (inplace) {  // 1x1: B is x itself, read in place by the first panel's micro-kernel
         kernels::gemm::gemm_inplace_b(
-            ops.uki, Og, K, view.x, P, j0, j1, yg, P, bbuf, b ? b + g * Og : nullptr,
+            ops.uk, ops.uki, Og, K, view.x, P, j0, j1, yg, P, bbuf, b ? b + g * Og : nullptr,
             [&](int64_t k0, int64_t) { return packed_a_at(wg, Og, K, 0, k0); });
         continue;
       }

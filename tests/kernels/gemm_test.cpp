@@ -135,7 +135,7 @@ TEST(Sgemm, InplaceBEqualsPackedAtEveryAlignment) {
             for (int64_t i = 0; i < M; ++i)
               for (int64_t j = 0; j < ldb; ++j) want[i * ldb + j] += bias[i];
           alignas(64) static float bpanel[KC * NR];
-          gemm_inplace_b(pr.uki, M, K, B, ldb, j0, j1, got.data(), ldb, bpanel,
+          gemm_inplace_b(pr.uk, pr.uki, M, K, B, ldb, j0, j1, got.data(), ldb, bpanel,
                          with_bias ? bias.data() : nullptr,
                          [&](int64_t k0, int64_t) { return Ap.data() + k0 * Mp; });
           for (int64_t i = 0; i < M; ++i)

@@ -38,14 +38,15 @@ void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c
 //     to the packed panel b as they are used (b is written, not read);
 //   - with bias: bias[i] is added to row i of the final C as a step of its own, C = (C + A B) +
 //     bias, the rounding of a separate epilogue;
-//   - rows pf + r * pf_ld, r < pf_n, are prefetched into L2, spread over the k loop.
+//   - rows pf + r * pf_ld, r < pf_n, are prefetched into L2, one every pf_every iterations of
+//     the k loop (any left over after it).
 // The sums are MicroKernel's, bit for bit.
 struct InplaceArgs {
   const float* src = nullptr;
   int64_t ldb = 0;
   const float* bias = nullptr;
   const float* pf = nullptr;
-  int64_t pf_ld = 0, pf_n = 0;
+  int64_t pf_ld = 0, pf_n = 0, pf_every = 1;
 };
 using InplaceMicroKernel = void (*)(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
                                     int64_t mr, int64_t nr, bool accumulate, const InplaceArgs& x);
@@ -126,8 +127,8 @@ constexpr int64_t kInplaceAFloats = 65536;
 // element gets the same sums in the same order, and the bias the same rounding, as through
 // gemm_columns and a bias epilogue.
 template <typename ABlock>
-void gemm_inplace_b(InplaceMicroKernel uk, int64_t M, int64_t K, const float* B, int64_t ldb,
-                    int64_t j0, int64_t j1, float* c, int64_t ldc, float* bpanel,
+void gemm_inplace_b(MicroKernel uk, InplaceMicroKernel uki, int64_t M, int64_t K, const float* B,
+                    int64_t ldb, int64_t j0, int64_t j1, float* c, int64_t ldc, float* bpanel,
                     const float* row_bias, ABlock&& a_block) {
   const int64_t panels = (M + MR - 1) / MR;
   const auto addr = reinterpret_cast<uintptr_t>(B + j0);
@@ -139,22 +140,31 @@ void gemm_inplace_b(InplaceMicroKernel uk, int64_t M, int64_t K, const float* B,
     const float* ablk = a_block(pc, kc);
     const float* Bk = B + pc * ldb;
     const float* bias = pc + kc == K ? row_bias : nullptr;
+    // Iterations between prefetches for the largest slice (computed once: a division per call
+    // cost 10% of a 64-iteration call).
+    const int64_t every =
+        panels > 1 ? std::max<int64_t>(1, kc / ((kc + panels - 2) / (panels - 1))) : 1;
     for (int64_t jr = j0, nr; jr < j1; jr += nr) {
       nr = std::min(jr == j0 ? lead : NR, j1 - jr);
       InplaceArgs x;
       x.src = Bk + jr, x.ldb = ldb, x.bias = bias;
       const float* next = jr + nr < j1 ? Bk + jr + nr : nullptr;  // the next micro-panel's rows
-      if (next && panels == 1) x.pf = next, x.pf_ld = ldb, x.pf_n = kc;
-      uk(kc, ablk, bpanel, c + jr, ldc, M < MR ? M : MR, nr, pc > 0, x);
+      if (next && panels == 1) x.pf = next, x.pf_ld = ldb, x.pf_n = kc, x.pf_every = 1;
+      uki(kc, ablk, bpanel, c + jr, ldc, M < MR ? M : MR, nr, pc > 0, x);
       // Rows that start mid-line reach into a second line: prefetch both ends then.
       const bool one_line = next && reinterpret_cast<uintptr_t>(next) % 64 == 0 && ldb % 16 == 0;
       for (int64_t p = 1; p < panels; ++p) {
         const int64_t ir = p * MR, r0 = (p - 1) * kc / (panels - 1), r1 = p * kc / (panels - 1);
-        InplaceArgs y;
-        y.bias = bias ? bias + ir : nullptr;
-        if (next) y.pf = next + r0 * ldb, y.pf_ld = ldb, y.pf_n = r1 - r0;
-        uk(kc, ablk + ir * kc, bpanel, c + ir * ldc + jr, ldc, M - ir < MR ? M - ir : MR, nr,
-           pc > 0, y);
+        const int64_t mr = M - ir < MR ? M - ir : MR;
+        if (bias || (next && r1 - r0 > 2)) {  // spread over the k loop, bias as it stores
+          InplaceArgs y;
+          y.bias = bias ? bias + ir : nullptr;
+          if (next) y.pf = next + r0 * ldb, y.pf_ld = ldb, y.pf_n = r1 - r0, y.pf_every = every;
+          uki(kc, ablk + ir * kc, bpanel, c + ir * ldc + jr, ldc, mr, nr, pc > 0, y);
+        } else {  // a prefetch or two (short k loops: M large, K small): up front, plain call
+          for (int64_t r = r0; next && r < r1; ++r) __builtin_prefetch(next + r * ldb, 0, 2);
+          uk(kc, ablk + ir * kc, bpanel, c + ir * ldc + jr, ldc, mr, nr, pc > 0);
+        }
         if (next && !one_line)
           for (int64_t r = r0; r < r1; ++r) __builtin_prefetch(next + r * ldb + NR - 1, 0, 2);
       }

@@ -63,8 +63,8 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
     b += NR;
   };
   if constexpr (Extra) {
-    // One prefetch per stretch of kc / pf_n iterations (the rest, if any, after the loop).
-    const int64_t every = x->pf_n > 0 ? std::max<int64_t>(1, kc / x->pf_n) : kc;
+    // One prefetch per pf_every iterations (the rest, if any, after the loop).
+    const int64_t every = x->pf_n > 0 ? x->pf_every : kc;
     int64_t r = 0;
     for (int64_t k0 = 0; k0 < kc; k0 += every) {
       if (r < x->pf_n) __builtin_prefetch(x->pf + r++ * x->pf_ld, 0, 2);
@@ -124,7 +124,12 @@ void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* 
 void f32_gemm_6x16_inplace__avx2_fma(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
                                      int64_t mr, int64_t nr, bool accumulate,
                                      const InplaceArgs& x) {
-  if (x.src) {
+  if (x.src && !x.bias && x.pf_n == 0) {
+    if (mr <= 4)
+      tile<4, true, false>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, nullptr);
+    else
+      tile<6, true, false>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, nullptr);
+  } else if (x.src) {
     if (mr <= 4)
       tile<4, true, true>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, &x);
     else
