@@ -59,6 +59,16 @@ struct CopyRunAvx2 {
   }
 };
 
+// The 8 float pairs of lo = row[0 .. 8), hi = row[8 .. 16): their first halves (row[0], row[2], ..
+// row[14]) to e, their second halves to o. Per 128-bit lane take the even (odd) floats of lo and
+// hi, then swap the middle 64-bit pairs into order.
+inline void split_pairs(__m256 lo, __m256 hi, float* e, float* o) {
+  const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 od = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+  _mm256_storeu_ps(e, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
+  _mm256_storeu_ps(o, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
+}
+
 // row[i * sW] += src[i] for i < len, 8 at a time for strides 1 and 2. Touches only row[0 ..
 // (len-1) sW]: for stride 2 the odd floats between are added 0 and written back unchanged (this
 // thread owns the whole row), and a block runs only while its 16 floats end inside the run.
@@ -212,27 +222,15 @@ void build_planes__avx2(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t o
         int64_t m = 0;
         if (xr >= 0 && xr < pp.H) {
           const float* row = xc + xr * W;
-          for (; 2 * m + 16 <= W; m += 8) {
-            const __m256 lo = _mm256_loadu_ps(row + 2 * m), hi = _mm256_loadu_ps(row + 2 * m + 8);
-            const __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-            const __m256 o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
-            _mm256_storeu_ps(d0 + m,
-                             _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
-            _mm256_storeu_ps(d1 + m,
-                             _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
-          }
+          for (; 2 * m + 16 <= W; m += 8)
+            split_pairs(_mm256_loadu_ps(row + 2 * m), _mm256_loadu_ps(row + 2 * m + 8), d0 + m,
+                        d1 + m);
           if (2 * m < W && m < pp.Wo) {
             const int64_t left = W - 2 * m;  // 1 .. 15
-            const __m256 lo =
-                _mm256_maskload_ps(row + 2 * m, first_lanes(std::min<int64_t>(8, left)));
-            const __m256 hi =
-                _mm256_maskload_ps(row + 2 * m + 8, first_lanes(std::max<int64_t>(0, left - 8)));
-            const __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-            const __m256 o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
-            _mm256_storeu_ps(d0 + m,
-                             _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
-            _mm256_storeu_ps(d1 + m,
-                             _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
+            split_pairs(
+                _mm256_maskload_ps(row + 2 * m, first_lanes(std::min<int64_t>(8, left))),
+                _mm256_maskload_ps(row + 2 * m + 8, first_lanes(std::max<int64_t>(0, left - 8))),
+                d0 + m, d1 + m);
             m += 8;
           }
         }
