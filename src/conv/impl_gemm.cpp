@@ -150,13 +150,19 @@ int64_t plane_rows(const ConvParams& p, int nthreads) {
   return rows;
 }
 
+// Per thread: the B block and, on the planes path, a buffer for the most rows a task can have (one
+// thread's; a call on fewer threads than the workspace was booked for gets taller tasks).
+int64_t fwd_thread_floats(const ConvParams& p) {
+  const int64_t rows = plane_rows(p, 1);
+  return base::align_floats(kBBlock) +
+         (rows ? base::align_floats(
+                     pk::phase_planes(p, nullptr, 0, 0).floats(plane_channels(p), rows))
+               : 0);
+}
+
 std::size_t fwd_ws(const ConvParams& p, int nt) {
-  const int64_t rows = plane_rows(p, nt);
-  const int64_t planes =
-      rows ? base::align_floats(pk::phase_planes(p, nullptr, 0, 0).floats(plane_channels(p), rows))
-           : 0;
   return base::align_floats(packed_w_floats(p)) +
-         static_cast<std::size_t>(nt) * (base::align_floats(kBBlock) + planes);
+         static_cast<std::size_t>(nt) * fwd_thread_floats(p);
 }
 
 void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const float* wpack,
@@ -164,8 +170,7 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
   const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, G = p.groups, khw = p.kH * p.kW;
   const int64_t Mp = round_up(Og, MR);
   pk::PhasePlanes geometry = pk::phase_planes(p, x, 0, 0);
-  const int64_t per_thread =
-      base::align_floats(kBBlock) + base::align_floats(geometry.floats(plane_channels(p), rows));
+  const int64_t per_thread = fwd_thread_floats(p);
   const int64_t row_blocks = (p.Ho + rows - 1) / rows;
   const int64_t tasks = G * p.N * row_blocks;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
