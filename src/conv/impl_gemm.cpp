@@ -120,6 +120,14 @@ int64_t packed_w_floats(const ConvParams& p) {
   return p.groups * packed_a_floats(p.Og(), kdim(p));
 }
 
+// c[i * ldc + j] += bias[i] for i < rows, j < cols: a forward GEMM's bias, after its sums.
+void add_bias(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = c + i * ldc;
+    for (int64_t j = 0; j < cols; ++j) row[j] += bias[i];
+  }
+}
+
 // Forward from phase planes (kernels/pack/phase_planes.h), for the layers whose B blocks would
 // otherwise be gathered run by run (kernels larger than 1x1 where Wo sW >= W: padded, strided). A
 // task is a block of whole output rows of one image and group; per K block it copies the planes of
@@ -200,11 +208,7 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
                        std::min(MR, mc - ir), std::min(NR, nc - jr), pc > 0);
           }
           if (b && pc + kc == K)  // the block's columns are final and still in cache
-            for (int64_t o = 0; o < Og; ++o) {
-              float* row = yt + o * P + jc;
-              const float bo = b[g * Og + o];
-              for (int64_t j = 0; j < nc; ++j) row[j] += bo;
-            }
+            add_bias(yt + jc, P, Og, nc, b + g * Og);
         }
       }
     }
@@ -245,13 +249,8 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
       float* yg = y + (n * p.O + g * Og) * P;  // (Og, P)
       const float* wg = wpack + g * Mp * K;
       const int64_t j0 = jb * nb, j1 = std::min(P, (jb + 1) * nb);
-      const auto add_bias = [&](int64_t jc, int64_t nc) {
-        if (!b) return;
-        for (int64_t o = 0; o < Og; ++o) {
-          float* row = yg + o * P + jc;
-          const float bo = b[g * Og + o];
-          for (int64_t j = 0; j < nc; ++j) row[j] += bo;
-        }
+      const auto bias_epilogue = [&](int64_t jc, int64_t nc) {
+        if (b) add_bias(yg + jc, P, Og, nc, b + g * Og);
       };
       if (inplace) {  // 1x1: B is x itself, read in place by the first panel's micro-kernel
         kernels::gemm::gemm_inplace_b(
@@ -265,7 +264,7 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
             ops.pack_col(view, k0, kc, jc, nc, dst);
           },
           [&](int64_t i0, int64_t, int64_t k0, int64_t) { return packed_a_at(wg, Og, K, i0, k0); },
-          add_bias);
+          bias_epilogue);
     }
   });
 }

@@ -116,16 +116,17 @@ constexpr int64_t kInplaceAFloats = 65536;
 // B that is a row-major matrix read in place (leading dimension ldb; a 1x1 convolution's x) and
 // an A small enough to stay in L2 (round_up(M, MR) * min(K, KC) <= kInplaceAFloats). Per K block
 // and micro-panel of up to NR columns, the first A panel's call packs the micro-panel into bpanel
-// (kc x NR) as it computes, the others reuse it, and each of those prefetches (into L2, spread
-// over its k loop) a slice of the next micro-panel's rows — so B is read from memory while the
-// FMAs run, not in a separate pass that waits on it (prefetching a slice in one burst between
-// calls stalled on the prefetches: 7% of the 1x1 forward's time). The bias is added by the last
-// K block's calls as they store. Where every row of B starts at the same offset in a 64-byte line
-// (ldb a multiple of 16 floats), the first micro-panel is cut short so that the others start on a
-// line: a panel row is then one line, not two (a std::vector's data is 16 bytes into a line: 15%
-// slower without this). a_block(k0, kc) returns the packed A block (all M rows) at k0. Every C
-// element gets the same sums in the same order, and the bias the same rounding, as through
-// gemm_columns and a bias epilogue.
+// (kc x NR) as it computes, the others reuse it, and each of those prefetches (into L2) a slice of
+// the next micro-panel's rows — so B is read from memory while the FMAs run, not in a separate
+// pass that waits on it. Slices of more than two rows are spread over the call's k loop (issued in
+// one burst between calls they stalled: 7% of the 1x1 forward's time); a row or two goes up front
+// and the call is the plain micro-kernel's (the extras cost 7% on 64-iteration calls). The bias is
+// added by the last K block's calls as they store. Where every row of B starts at the same offset
+// in a 64-byte line (ldb a multiple of 16 floats), the first micro-panel is cut short so that the
+// others start on a line: a panel row is then one line, not two (a std::vector's data is 16 bytes
+// into a line: 15% slower without this). a_block(k0, kc) returns the packed A block (all M rows) at
+// k0. Every C element gets the same sums in the same order, and the bias the same rounding, as
+// through gemm_columns and a bias epilogue.
 template <typename ABlock>
 void gemm_inplace_b(MicroKernel uk, InplaceMicroKernel uki, int64_t M, int64_t K, const float* B,
                     int64_t ldb, int64_t j0, int64_t j1, float* c, int64_t ldc, float* bpanel,

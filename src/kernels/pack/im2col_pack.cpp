@@ -136,7 +136,7 @@ PhasePlanes phase_planes(const ConvParams& p, const float* x, int64_t n, int64_t
 
 void build_planes(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
                   float* buf) {
-  build_planes_with(pp, c0, c1, oh0, rows, buf, CopyRunPortable{});
+  build_planes_with(pp, c0, c1, oh0, rows, buf, SplitByPhase<CopyRunPortable>{});
 }
 
 void pack_runs(int64_t kc, int64_t nc, int64_t col0, int64_t width, const float* const* run,

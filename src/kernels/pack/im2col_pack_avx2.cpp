@@ -199,53 +199,43 @@ void pack_im2col_t__avx2(const Im2col& g, int64_t q0, int64_t qc, int64_t k0, in
   }
 }
 
-void build_planes__avx2(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
-                        float* buf) {
-  if (pp.sW != 2 || pp.used_q.size() != 2) {
-    build_planes_with(pp, c0, c1, oh0, rows, buf, CopyRunAvx2<true>{});
-    return;
-  }
-  // Stride 2, both column phases: each x row is split into its even and odd samples in one pass,
-  // 16 floats per two loads (the last, short block with masked loads, whose zero lanes are the
-  // padding columns). Same layout, overruns and zeros as build_planes_with.
-  const int64_t Hz = pp.Hz(rows), stride = pp.plane_stride(rows), G = pp.guard(), W = pp.W;
-  const int64_t np = static_cast<int64_t>(pp.used_p.size());
-  std::fill(buf, buf + G, 0.f);
-  float* b = buf + G;
-  for (int64_t c = c0; c < c1; ++c) {
-    const float* xc = pp.x + c * pp.H * W;
-    for (int64_t r = 0; r < Hz; ++r)
-      for (int64_t ip = 0; ip < np; ++ip) {
-        float* d0 = b + ((c - c0) * np + ip) * 2 * stride + r * pp.Wo;
-        float* d1 = d0 + stride;
-        const int64_t xr = (oh0 + pp.di_min + r) * pp.sH + pp.used_p[ip];
-        int64_t m = 0;
-        if (xr >= 0 && xr < pp.H) {
-          const float* row = xc + xr * W;
-          for (; 2 * m + 16 <= W; m += 8)
-            split_pairs(_mm256_loadu_ps(row + 2 * m), _mm256_loadu_ps(row + 2 * m + 8), d0 + m,
-                        d1 + m);
-          if (2 * m < W && m < pp.Wo) {
-            const int64_t left = W - 2 * m;  // 1 .. 15
-            split_pairs(
-                _mm256_maskload_ps(row + 2 * m, first_lanes(std::min<int64_t>(8, left))),
-                _mm256_maskload_ps(row + 2 * m + 8, first_lanes(std::max<int64_t>(0, left - 8))),
-                d0 + m, d1 + m);
-            m += 8;
-          }
-        }
-        if (m < pp.Wo) {
-          std::fill(d0 + m, d0 + pp.Wo, 0.f);
-          std::fill(d1 + m, d1 + pp.Wo, 0.f);
-        }
+namespace {
+
+// Stride 2, both column phases: the x row split into its even and odd samples in one pass, 16
+// floats per two loads (the last, short block with masked loads, whose zero lanes are the padding
+// columns). SplitByPhase's contract.
+struct SplitPairs {
+  void operator()(const PhasePlanes& pp, const float* row, float* d0, int64_t stride) const {
+    float* d1 = d0 + stride;
+    const int64_t W = pp.W;
+    int64_t m = 0;
+    if (row) {
+      for (; 2 * m + 16 <= W; m += 8)
+        split_pairs(_mm256_loadu_ps(row + 2 * m), _mm256_loadu_ps(row + 2 * m + 8), d0 + m, d1 + m);
+      if (2 * m < W && m < pp.Wo) {
+        const int64_t left = W - 2 * m;  // 1 .. 15
+        split_pairs(
+            _mm256_maskload_ps(row + 2 * m, first_lanes(std::min<int64_t>(8, left))),
+            _mm256_maskload_ps(row + 2 * m + 8, first_lanes(std::max<int64_t>(0, left - 8))),
+            d0 + m, d1 + m);
+        m += 8;
       }
-    for (int64_t i = 0; i < np * 2; ++i) {
-      float* gap = b + ((c - c0) * np * 2 + i) * stride + Hz * pp.Wo;
-      std::fill(gap, gap + 8, 0.f);
+    }
+    if (m < pp.Wo) {
+      std::fill(d0 + m, d0 + pp.Wo, 0.f);
+      std::fill(d1 + m, d1 + pp.Wo, 0.f);
     }
   }
-  float* end = b + (c1 - c0) * np * 2 * stride;
-  std::fill(end, end + G, 0.f);
+};
+
+}  // namespace
+
+void build_planes__avx2(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
+                        float* buf) {
+  if (pp.sW == 2 && pp.used_q.size() == 2)
+    build_planes_with(pp, c0, c1, oh0, rows, buf, SplitPairs{});
+  else
+    build_planes_with(pp, c0, c1, oh0, rows, buf, SplitByPhase<CopyRunAvx2<true>>{});
 }
 
 // 8 floats per load; where a row's shift is not 0 (or past nc) the lanes outside the row are

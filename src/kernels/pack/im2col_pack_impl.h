@@ -97,14 +97,30 @@ void col2im_add_with(const Im2col& g, const float* dcol, int64_t ld, int64_t k0,
   }
 }
 
-// build_planes (contract in phase_planes.h) with copy(row, sW, len, d), which may write up to 7
-// floats past d[len - 1] (into the next row, written later, or the gap after a plane, zeroed at
-// the end). The x
-// rows are visited in memory order, each once for all its column phases, so the hardware
-// prefetchers follow them.
+// One x row into all its column-phase planes, with copy(row, sW, len, d) (which may write up to 7
+// floats past d[len - 1]): split(pp, row, d, stride) fills row r of each used column phase, the
+// first at d, the next stride floats on; row is null where the plane row lies outside x (zeros).
 template <typename CopyRun>
+struct SplitByPhase {
+  CopyRun copy;
+  void operator()(const PhasePlanes& pp, const float* row, float* d, int64_t stride) const {
+    for (const int64_t q : pp.used_q) {
+      // columns m with m sW + q inside the row
+      const int64_t mv = !row || q >= pp.W ? 0 : std::min(pp.Wo, (pp.W - q + pp.sW - 1) / pp.sW);
+      if (mv > 0) copy(row + q, pp.sW, mv, d);
+      std::fill(d + mv, d + pp.Wo, 0.f);
+      d += stride;
+    }
+  }
+};
+
+// build_planes (contract in phase_planes.h) with a row splitter as SplitByPhase. Its writes past a
+// row's end land in the next row (written later) or the 8-float gap after a plane (zeroed at the
+// end). The x rows are visited in memory order, each once for all its column phases, so the
+// hardware prefetchers follow them.
+template <typename Split>
 void build_planes_with(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
-                       float* buf, CopyRun copy) {
+                       float* buf, Split split) {
   const int64_t Hz = pp.Hz(rows), stride = pp.plane_stride(rows), G = pp.guard();
   const int64_t np = static_cast<int64_t>(pp.used_p.size());
   const int64_t nq = static_cast<int64_t>(pp.used_q.size());
@@ -115,16 +131,8 @@ void build_planes_with(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh
     for (int64_t r = 0; r < Hz; ++r)
       for (int64_t ip = 0; ip < np; ++ip) {
         const int64_t xr = (oh0 + pp.di_min + r) * pp.sH + pp.used_p[ip];
-        for (int64_t iq = 0; iq < nq; ++iq) {
-          float* d = b + (((c - c0) * np + ip) * nq + iq) * stride + r * pp.Wo;
-          const int64_t q = pp.used_q[iq];
-          // columns m with m sW + q inside the row
-          const int64_t mv = xr < 0 || xr >= pp.H || q >= pp.W
-                                 ? 0
-                                 : std::min(pp.Wo, (pp.W - q + pp.sW - 1) / pp.sW);
-          if (mv > 0) copy(xc + xr * pp.W + q, pp.sW, mv, d);
-          std::fill(d + mv, d + pp.Wo, 0.f);
-        }
+        split(pp, xr >= 0 && xr < pp.H ? xc + xr * pp.W : nullptr,
+              b + ((c - c0) * np + ip) * nq * stride + r * pp.Wo, stride);
       }
     for (int64_t i = 0; i < np * nq; ++i) {  // the gaps: zeros, so the buffer is fully defined
       float* gap = b + ((c - c0) * np * nq + i) * stride + Hz * pp.Wo;
