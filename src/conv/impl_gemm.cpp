@@ -22,7 +22,6 @@
 #include <climits>
 #include <cstring>
 #include <numeric>
-#include <span>
 #include <vector>
 
 #include "base/aligned.h"
@@ -775,24 +774,25 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
         if (nj >= K) nq = pc + KC, nj = 0;
         const int64_t nqc = std::min(KC, q1 - nq), nnc = std::min(NC, K - nj);
         const bool prefetch = plain && nq < q1;
-        // The next block's q range as runs inside images: (start in image n's channel 0, length).
-        std::pair<const float*, int64_t> runs[2];
-        int64_t nruns = 0;
-        for (int64_t q = nq; prefetch && q < nq + nqc && nruns < 2;) {
+        // The next block's q range as runs inside images (start in image n's channel 0, length);
+        // the first two only (a KC range spans more images only where they are small, and
+        // prefetching is a hint).
+        const float* run_at[2];
+        int64_t run_len[2], nruns = 0;
+        for (int64_t q = nq; prefetch && q < nq + nqc && nruns < 2; ++nruns) {
           const int64_t n = q / P, j = q % P, len = std::min(P - j, nq + nqc - q);
-          runs[nruns++] = {view.x + n * view.image_stride + j, len};
+          run_at[nruns] = view.x + n * view.image_stride + j, run_len[nruns] = len;
           q += len;
         }
-        const std::span<const std::pair<const float*, int64_t>> run_list(runs, nruns);
         const int64_t calls = (nc + NR - 1) / NR * panels;
         int64_t call = 0;
         for (int64_t jr = 0; jr < nc; jr += NR)
           for (int64_t ir = 0; ir < Og; ir += MR, ++call) {
             if (prefetch)  // rows r0 .. r1 of the next block (nnc rows of nqc floats)
               for (int64_t r = call * nnc / calls; r < (call + 1) * nnc / calls; ++r)
-                for (const auto& [at, len] : run_list) {
-                  const float* row = at + (nj + r) * P;
-                  for (int64_t f = 0; f < len; f += 16) __builtin_prefetch(row + f, 0, 2);
+                for (int64_t i = 0; i < nruns; ++i) {
+                  const float* row = run_at[i] + (nj + r) * P;
+                  for (int64_t f = 0; f < run_len[i]; f += 16) __builtin_prefetch(row + f, 0, 2);
                 }
             Ops->uk(qc, abuf + ir * qc, bbuf + jr * qc, c + ir * K + jc + jr, K,
                     std::min(MR, Og - ir), std::min(NR, nc - jr), pc > q0);
