@@ -12,17 +12,11 @@
 #include <algorithm>
 
 #include "kernels/gemm/gemm.h"
+#include "kernels/lanes_avx2.h"
 
 namespace convkit::kernels::gemm {
 
 namespace {
-
-// Lanes [0, n) set, 0 <= n <= 8.
-inline __m256i first_lanes(int64_t n) {
-  alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                0,  0,  0,  0,  0,  0,  0,  0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
-}
 
 // ROWS (6 or 4) rows of the tile; with Pack, B row k is read from src + k * ldb (nr floats) and
 // stored to b + k * NR (zeros past nr) before use, else read from the packed panel b. With Extra,

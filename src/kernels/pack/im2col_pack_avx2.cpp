@@ -11,6 +11,7 @@
 
 #include "kernels/evens_avx2.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/lanes_avx2.h"
 #include "kernels/pack/im2col_pack.h"
 #include "kernels/pack/im2col_pack_impl.h"
 #include "kernels/transpose_avx2.h"
@@ -21,13 +22,6 @@ namespace {
 
 using gemm::MR;
 using gemm::NR;
-
-// The first n lanes set (0 <= n <= 8).
-inline __m256i first_lanes(int64_t n) {
-  alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                0,  0,  0,  0,  0,  0,  0,  0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
-}
 
 // d[i] = row[i * sW] for i < len, 8 at a time for strides 1 and 2 (the last, short block with
 // masked loads). Reads only row[0 .. (len-1) sW]. With Overshoot, the last block is stored whole:

@@ -4,18 +4,12 @@
 #include <utility>
 
 #include "kernels/evens_avx2.h"
+#include "kernels/lanes_avx2.h"
 #include "kernels/smallc/smallc.h"
 
 namespace convkit::kernels::smallc {
 
 namespace {
-
-alignas(32) constexpr int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                0,  0,  0,  0,  0,  0,  0,  0};
-// Lanes [0, n) set, 1 <= n <= 8.
-inline __m256i lanes_below(int64_t n) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - n));
-}
 
 // f(integral_constant<int, 0>) ... f(integral_constant<int, N - 1>) in order. Register blocks index
 // their accumulator arrays with these constants: GCC keeps such arrays in registers, whereas plain
@@ -90,7 +84,7 @@ inline void row_block(int64_t j0, int64_t wo, const Taps& taps, const float* in,
     if (j + 8 <= wo) {
       unroll<C>([&](auto o) { _mm256_storeu_ps(y + o * y_cs + j, acc[o][v]); });
     } else {
-      const __m256i m = lanes_below(wo - j);
+      const __m256i m = first_lanes(wo - j);
       unroll<C>([&](auto o) { _mm256_maskstore_ps(y + o * y_cs + j, m, acc[o][v]); });
     }
   });
@@ -146,7 +140,7 @@ void gw_block(int64_t wo, int64_t nrows, const float* gy, int64_t gy_cs, const f
   __m256 a[C][T];
   unroll<C>([&](auto o) { unroll<T>([&](auto t) { a[o][t] = _mm256_setzero_ps(); }); });
   const int64_t full = wo & ~int64_t{7};
-  const __m256i tail = lanes_below(wo - full == 0 ? 8 : wo - full);
+  const __m256i tail = first_lanes(wo - full == 0 ? 8 : wo - full);
   for (int64_t r = 0; r < nrows; ++r) {
     const float* g = gy + r * wo;
     const float* xs[T];
