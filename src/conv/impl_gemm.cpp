@@ -172,35 +172,58 @@ std::size_t fwd_ws(const ConvParams& p, int nt) {
          static_cast<std::size_t>(nt) * fwd_thread_floats(p);
 }
 
-// The x lines one (task, K block) of fwd_planes reads: per channel c0 .. c1 of the task's image and
-// group, the run of rows its output rows oh0 .. oh0 + rows reach. They are prefetched a few per
-// micro-kernel call of the block before, so the planes build finds them in cache. A channel's run
-// is a few KiB, too short for the hardware prefetcher to ramp up on: without this the build
-// stalled on x (64% of its samples on the load, 14% of the stride-2 forward).
-struct AheadLines {
-  const float* first = nullptr;  // the first channel's first line
-  int64_t channel_stride = 0, lines = 0, channels = 0;
-  int64_t c = 0, l = 0;  // the next line to prefetch
-
-  AheadLines() = default;
-  AheadLines(const ConvParams& p, const pk::PhasePlanes& pp, const float* x, int64_t n, int64_t g,
-             int64_t oh0, int64_t rows, int64_t c0, int64_t c1) {
-    const int64_t p_lo = pp.used_p.front(), p_hi = pp.used_p.back();
-    const int64_t r0 = std::max<int64_t>(0, (oh0 + pp.di_min) * p.sH + p_lo);
-    const int64_t r1 = std::min<int64_t>(p.H, (oh0 + rows - 1 + pp.di_max) * p.sH + p_hi + 1);
+// Lines of x that a B block after this one will read, prefetched (into L2) a few per micro-kernel
+// call of this block, so that its pack finds them in cache. Per channel an image's positions read
+// one contiguous span of x, a few KiB: too short for the hardware prefetcher to ramp up on. The
+// packs stalled on x without this (the stride-2 forward's planes build: 64% of its samples on the
+// load, 14% of the call).
+class AheadLines {
+ public:
+  // Channels c0 .. c1 of image n in view v (the whole input x, group fixed by v), the span that
+  // output positions j .. j + len of that image read. Two runs at most (a block spans two images
+  // only where they are small; prefetching is a hint).
+  void add(const pk::Im2col& v, int64_t n, int64_t j, int64_t len, int64_t c0, int64_t c1) {
+    if (nruns_ == 2 || len <= 0 || c1 <= c0) return;
+    const int64_t oh0 = j / v.Wo, oh1 = (j + len - 1) / v.Wo;
+    const int64_t r0 = std::clamp<int64_t>(oh0 * v.sH - v.pad_t, 0, v.H);
+    const int64_t r1 = std::clamp<int64_t>(oh1 * v.sH + (v.kH - 1) * v.dH - v.pad_t + 1, 0, v.H);
     if (r1 <= r0) return;
-    channel_stride = p.H * p.W;
-    first = x + (n * p.C + g * p.Cg() + c0) * channel_stride + r0 * p.W;
-    lines = ((r1 - r0) * p.W + 15) / 16 + 1;  // + 1: the run need not start on a line
-    channels = c1 - c0;
+    int64_t begin = r0 * v.W, end = r1 * v.W;
+    if (oh0 == oh1) {  // one output row: only the columns it reads
+      const int64_t first = j % v.Wo * v.sW - v.pad_l;
+      const int64_t last = (j + len - 1) % v.Wo * v.sW + (v.kW - 1) * v.dW - v.pad_l;
+      begin += std::clamp<int64_t>(first, 0, v.W);
+      end = (r1 - 1) * v.W + std::clamp<int64_t>(last + 1, 0, v.W);
+    }
+    if (end <= begin) return;
+    Run& r = runs_[nruns_++];
+    r.channel_stride = v.H * v.W;
+    r.first = v.x + n * v.image_stride + c0 * r.channel_stride + begin;
+    r.lines = (end - begin + 15) / 16 + 1;  // + 1: the span need not start on a line
+    r.channels = c1 - c0;
   }
-  int64_t total() const { return lines * channels; }
+  int64_t total() const {
+    int64_t t = 0;
+    for (int i = 0; i < nruns_; ++i) t += runs_[i].lines * runs_[i].channels;
+    return t;
+  }
   void issue(int64_t count) {
-    for (; count > 0 && c < channels; --count) {
-      __builtin_prefetch(first + c * channel_stride + l * 16, 0, 2);
-      if (++l == lines) l = 0, ++c;
+    for (; count > 0 && run_ < nruns_; --count) {
+      const Run& r = runs_[run_];
+      __builtin_prefetch(r.first + c_ * r.channel_stride + l_ * 16, 0, 2);
+      if (++l_ == r.lines) l_ = 0, ++c_;
+      if (c_ == r.channels) c_ = 0, ++run_;
     }
   }
+
+ private:
+  struct Run {
+    const float* first;
+    int64_t channel_stride, lines, channels;
+  };
+  Run runs_[2];
+  int nruns_ = 0, run_ = 0;
+  int64_t c_ = 0, l_ = 0;  // the next line: channel and line of runs_[run_]
 };
 
 void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const float* wpack,
@@ -243,11 +266,11 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
         AheadLines ahead;
         if (pc + KC < K) {
           const auto [a0, a1] = channels(pc + KC);
-          ahead = AheadLines(p, pp, x, n, g, oh0, r, a0, a1);
+          ahead.add(pk::im2col_view(p, x, 0, g), n, oh0 * p.Wo, cols, a0, a1);
         } else if (t + 1 < t1) {
           const Task u = task(t + 1);
           const auto [a0, a1] = channels(0);
-          ahead = AheadLines(p, pp, x, u.n, u.g, u.oh0, u.r, a0, a1);
+          ahead.add(pk::im2col_view(p, x, 0, u.g), u.n, u.oh0 * p.Wo, u.r * p.Wo, a0, a1);
         }
         const int64_t calls = (cols + NR - 1) / NR * ((Og + MR - 1) / MR);
         const int64_t per_call = (ahead.total() + calls - 1) / calls;
@@ -811,13 +834,12 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
         [](int64_t, int64_t) {});
   };
   // The same C for a chunk when Og <= MC, in (q block, gw column block) order: gy's block is packed
-  // once per q block (not once per column block), and for a 1x1 layer (col is x itself, read
-  // transposed) the rows of the next B block are prefetched into L2 a slice per micro-kernel call,
-  // so x streams in while the FMAs run instead of in bursts the packs wait on. Every element gets
-  // the same sums in the same order (q blocks ascending) as through gemm_columns.
+  // once per q block (not once per column block), and the x the next B block reads is prefetched
+  // into L2 a slice per micro-kernel call (AheadLines), so x streams in while the FMAs run instead
+  // of in bursts the packs wait on. Every element gets the same sums in the same order (q blocks
+  // ascending) as through gemm_columns.
   auto gemm_q_outer = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, float* c) {
     const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
-    const bool plain = pk::is_plain(view);
     const float* gy0 = a.gy + g * Og * P;
     float* abuf = bbuf + kBBlock;
     const int64_t panels = (Og + MR - 1) / MR;
@@ -830,28 +852,20 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
         // The next B block: columns jc + NC of this q block, or the first of the next.
         int64_t nq = pc, nj = jc + NC;
         if (nj >= K) nq = pc + KC, nj = 0;
-        const int64_t nqc = std::min(KC, q1 - nq), nnc = std::min(NC, K - nj);
-        const bool prefetch = plain && nq < q1;
-        // The next block's q range as runs inside images (start in image n's channel 0, length);
-        // the first two only (a KC range spans more images only where they are small, and
-        // prefetching is a hint).
-        const float* run_at[2];
-        int64_t run_len[2], nruns = 0;
-        for (int64_t q = nq; prefetch && q < nq + nqc && nruns < 2; ++nruns) {
-          const int64_t n = q / P, j = q % P, len = std::min(P - j, nq + nqc - q);
-          run_at[nruns] = view.x + n * view.image_stride + j, run_len[nruns] = len;
-          q += len;
+        AheadLines ahead;
+        if (nq < q1) {
+          const int64_t nqc = std::min(KC, q1 - nq), nnc = std::min(NC, K - nj), khw = p.kH * p.kW;
+          for (int64_t q = nq; q < nq + nqc;) {  // the block's runs of positions in one image
+            const int64_t n = q / P, j = q % P, len = std::min(P - j, nq + nqc - q);
+            ahead.add(view, n, j, len, nj / khw, (nj + nnc - 1) / khw + 1);
+            q += len;
+          }
         }
         const int64_t calls = (nc + NR - 1) / NR * panels;
-        int64_t call = 0;
+        const int64_t per_call = (ahead.total() + calls - 1) / calls;
         for (int64_t jr = 0; jr < nc; jr += NR)
-          for (int64_t ir = 0; ir < Og; ir += MR, ++call) {
-            if (prefetch)  // rows r0 .. r1 of the next block (nnc rows of nqc floats)
-              for (int64_t r = call * nnc / calls; r < (call + 1) * nnc / calls; ++r)
-                for (int64_t i = 0; i < nruns; ++i) {
-                  const float* row = run_at[i] + (nj + r) * P;
-                  for (int64_t f = 0; f < run_len[i]; f += 16) __builtin_prefetch(row + f, 0, 2);
-                }
+          for (int64_t ir = 0; ir < Og; ir += MR) {
+            ahead.issue(per_call);
             Ops->uk(qc, abuf + ir * qc, bbuf + jr * qc, c + ir * K + jc + jr, K,
                     std::min(MR, Og - ir), std::min(NR, nc - jr), pc > q0);
           }
