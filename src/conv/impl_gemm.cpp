@@ -133,7 +133,8 @@ void add_bias(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bi
 // the block's channels over its rows into a buffer of at most kPlaneFloats (beside the B block in
 // L2), then packs every B block of its columns from there, each B row one run. The GEMM's C is the
 // task's y rows, accumulated K block by K block: every element is the same sum in the same order as
-// through gemm_columns, so the bits do not change.
+// through gemm_columns, so the bits do not change. The last K block's micro-kernel calls add the
+// bias as they store, with the rounding of a separate pass after the sums.
 constexpr int64_t kPlaneFloats = 32768;
 
 // Channels one K block touches at most.
@@ -260,6 +261,7 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const auto [c0, c1] = channels(pc);
+        const float* bias = b && pc + kc == K ? b + g * Og : nullptr;
         ops.build_planes(pp, c0, c1, oh0, r, zbuf);
         // The next block's x lines (this task's next K block, or the next task's first), spread
         // over this block's micro-kernel calls.
@@ -283,12 +285,17 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
             for (int64_t jr = 0; jr < nc; jr += NR)
               for (int64_t ir = 0; ir < mc; ir += MR) {
                 ahead.issue(per_call);
-                ops.uk(kc, ablk + ir * kc, bbuf + jr * kc, yt + (ic + ir) * P + jc + jr, P,
-                       std::min(MR, mc - ir), std::min(NR, nc - jr), pc > 0);
+                float* c = yt + (ic + ir) * P + jc + jr;
+                const int64_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
+                if (bias) {  // the last K block adds the bias as it stores (gemm.h: InplaceArgs)
+                  kernels::gemm::InplaceArgs extra;
+                  extra.bias = bias + ic + ir;
+                  ops.uki(kc, ablk + ir * kc, bbuf + jr * kc, c, P, mr, nr, pc > 0, extra);
+                } else {
+                  ops.uk(kc, ablk + ir * kc, bbuf + jr * kc, c, P, mr, nr, pc > 0);
+                }
               }
           }
-          if (b && pc + kc == K)  // the block's columns are final and still in cache
-            add_bias(yt + jc, P, Og, nc, b + g * Og);
         }
       }
     }
