@@ -61,6 +61,10 @@ inline void row_block(int64_t j0, int64_t wo, const Taps& taps, const float* in,
   unroll<C>([&](auto o) {
     const __m256 b = bias ? _mm256_broadcast_ss(bias + o) : _mm256_setzero_ps();
     unroll<V>([&](auto v) { acc[o][v] = b; });
+    // The block's output lines, fetched while the taps run rather than when the stores need them
+    // (a large output is written once: its lines are not in cache).
+    _mm_prefetch(reinterpret_cast<const char*>(y + o * y_cs + j0), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(y + o * y_cs + j0 + 8 * V - 1), _MM_HINT_T0);
   });
   taps.template each<C>(in + j0, w, [&](const float* s, const float* wt) {
     if constexpr (C < V) {  // C weights live, input vectors streamed (3 x 4: 12 + 3 + 1 ymm)
