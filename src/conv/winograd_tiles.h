@@ -30,7 +30,8 @@ inline const char* geometry_why_not(const ConvParams& p) {
     return "needs a 3x3 kernel, stride 1, equal dilations";
   const int64_t e = 2 * p.dH;  // the dilated kernel's extent minus 1
   if (std::max({p.pad_t, p.pad_b, p.pad_l, p.pad_r}) > e)
-    return "padding wider than the kernel (outputs reading only padding must be exact zeros)";
+    return "padding > 2 * dilation (wider than the kernel): windows that hold only padding "
+           "would get the transforms' rounding noise instead of a direct sum's exact zeros";
   if (p.Cg() < 16 || p.Og() < 16)
     return "fewer than 16 channels per group in or out (the transforms would dominate)";
   return zero_padding_reason(p);
