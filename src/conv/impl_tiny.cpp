@@ -1,5 +1,8 @@
-// "tiny_direct": scalar direct loops for problems too small to pay for packing, workspace or
-// threads (the notebook's 6x8 image). No allocation, no parallel region.
+// "tiny_direct": direct loops for problems too small to pay for packing, workspace or threads (the
+// notebook's 6x8 image). No allocation, no parallel region. The forward of an unpadded layer with
+// column stride 1 runs 8 outputs at a time where the CPU has AVX2, with the portable loop's bits
+// (kernels/direct/direct.h); everything else runs the portable loops.
+#include "base/cpu.h"
 #include "conv/impls.h"
 #include "kernels/direct/direct.h"
 
@@ -20,7 +23,10 @@ std::size_t no_workspace(const ConvParams&, int) {
 
 const Impl tiny_fwd{"tiny_direct", tiny_why_not, no_workspace,
                     [](const ConvParams& p, const ConvArgs& a, float*, int) {
-                      kernels::direct::fwd(p, a.x, a.w, a.b, a.y);
+                      if (!p.has_padding() && p.sW == 1 && base::use_avx2())
+                        kernels::direct::fwd_unpadded_s1__avx2(p, a.x, a.w, a.b, a.y);
+                      else
+                        kernels::direct::fwd(p, a.x, a.w, a.b, a.y);
                     }};
 const Impl tiny_bwd_data{"tiny_direct", tiny_why_not, no_workspace,
                          [](const ConvParams& p, const ConvArgs& a, float*, int) {

@@ -5,6 +5,7 @@
 #include <convkit/runtime.h>
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -18,6 +19,7 @@
 #include "conv/impls.h"
 #include "conv/naive_conv.h"
 #include "conv/pass_args.h"
+#include "kernels/direct/direct.h"
 
 namespace convkit {
 namespace {
@@ -521,6 +523,36 @@ TEST(ConvDispatch, NotebookShapeTakesTheTinyPath) {
   const ConvParams p = testing::make(1, 1, 6, 8, 1, 1, 2);
   EXPECT_STREQ(conv::choose(Pass::Fwd, p).name, "tiny_direct");
   EXPECT_EQ(conv::workspace_bytes(conv::choose(Pass::Fwd, p), p), 0u);
+}
+
+// The tiny path's AVX2 forward (unpadded, column stride 1) gives the portable loop's bits, so the
+// notebook's numbers are the same on any CPU; and it writes nothing past the output.
+TEST(ConvTiny, Avx2ForwardEqualsPortableBitForBit) {
+  if (!base::use_avx2()) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(41);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int trial = 0; trial < 300; ++trial) {
+    const int g = pick(1, 2), kH = pick(1, 3), kW = pick(1, 3), d = pick(1, 2);
+    ConvParams p =
+        testing::make(pick(1, 2), g * pick(1, 3), 1, 1, g * pick(1, 3), kH, kW, 1, 0, d, g);
+    p.sH = pick(1, 2);
+    p.H = d * (kH - 1) + pick(1, 6);
+    p.W = d * (kW - 1) + pick(1, 20);  // Wo 1 .. 20: under, at and past one vector
+    testing::finish(p);
+    SCOPED_TRACE(str(p));
+    const auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
+    const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
+    const auto b = testing::random_vec(rng, p.O);
+    const float* bias = trial % 3 == 0 ? nullptr : b.data();
+    const size_t n = static_cast<size_t>(p.N * p.O * p.Ho * p.Wo);
+    std::vector<float> portable(n), fast(n + 8, 7.f);  // 8 guard floats past the output
+    kernels::direct::fwd(p, x.data(), w.data(), bias, portable.data());
+    kernels::direct::fwd_unpadded_s1__avx2(p, x.data(), w.data(), bias, fast.data());
+    for (size_t i = 0; i < n; ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(portable[i]))
+          << "element " << i << ": " << fast[i] << " vs " << portable[i];
+    for (size_t i = n; i < n + 8; ++i) ASSERT_EQ(fast[i], 7.f) << "wrote past the output";
+  }
 }
 
 TEST(ConvDispatch, ForcedImplementationRunsOrFails) {

@@ -33,6 +33,11 @@ void bwd_weight_rows(const RowOps& ops, const ConvParams& p, const float* gy, co
 
 // Whole passes on the calling thread (the tiny path).
 void fwd(const ConvParams& p, const float* x, const float* w, const float* b, float* y);
+// fwd for an unpadded layer with column stride 1, 8 outputs of a row at a time: the same bits as
+// fwd (bias, then per tap in (c, kh, kw) order a rounded product and a rounded sum; no FMA), so
+// the notebook's numbers do not depend on the CPU. Call only when base::use_avx2().
+void fwd_unpadded_s1__avx2(const ConvParams& p, const float* x, const float* w, const float* b,
+                           float* y);
 void bwd_data(const ConvParams& p, const float* gy, const float* w, float* gx);
 void bwd_weight(const ConvParams& p, const float* gy, const float* x, float* gw, float* gb);
 

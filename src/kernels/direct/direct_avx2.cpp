@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/direct/direct.h"
 #include "kernels/direct/rows.h"
+#include "kernels/lanes_avx2.h"
 
 namespace convkit::kernels::direct {
 
@@ -101,5 +103,42 @@ void taps(int64_t n, int ntaps, const float* const* src, const int64_t* lo, cons
 }  // namespace
 
 const RowOps rows_avx2{axpy, axpy_scatter, dot, taps};
+
+void fwd_unpadded_s1__avx2(const ConvParams& p, const float* x, const float* w, const float* b,
+                           float* y) {
+  const int64_t Cg = p.Cg(), Og = p.Og(), Wo = p.Wo, HW = p.H * p.W;
+  const int64_t full = Wo & ~int64_t{7};
+  const __m256i tail = first_lanes(Wo - full);
+  for (int64_t n = 0; n < p.N; ++n)
+    for (int64_t o = 0; o < p.O; ++o) {
+      const float* xg = x + (n * p.C + (o / Og) * Cg) * HW;
+      const float* wo = w + o * Cg * p.kH * p.kW;
+      float* yo = y + (n * p.O + o) * p.Ho * Wo;
+      const __m256 bias = _mm256_set1_ps(b ? b[o] : 0.f);
+      for (int64_t oh = 0; oh < p.Ho; ++oh)
+        for (int64_t j = 0; j < Wo; j += 8) {
+          const bool part = j == full;  // the masked last vector of the row
+          __m256 acc = bias;
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t kh = 0; kh < p.kH; ++kh) {
+              const float* xr = xg + c * HW + (oh * p.sH + kh * p.dH) * p.W + j;
+              const float* wr = wo + (c * p.kH + kh) * p.kW;
+              for (int64_t kw = 0; kw < p.kW; ++kw) {
+                const float* xs = xr + kw * p.dW;
+                const __m256 xv = part ? _mm256_maskload_ps(xs, tail) : _mm256_loadu_ps(xs);
+                __m256 prod = _mm256_mul_ps(_mm256_set1_ps(wr[kw]), xv);
+                // A rounded product, then a rounded sum, as the portable loop does: the empty asm
+                // keeps the compiler from fusing them into an FMA (-ffp-contract).
+                asm("" : "+x"(prod));
+                acc = _mm256_add_ps(acc, prod);
+              }
+            }
+          if (part)
+            _mm256_maskstore_ps(yo + oh * Wo + j, tail, acc);
+          else
+            _mm256_storeu_ps(yo + oh * Wo + j, acc);
+        }
+    }
+}
 
 }  // namespace convkit::kernels::direct
