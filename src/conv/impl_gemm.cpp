@@ -393,13 +393,21 @@ int64_t dcol_a_floats(const ConvParams& p) {
   return packed_a_floats(dcol_channels(p) * p.kH * p.kW, p.Og());
 }
 
-std::size_t col2im_ws(const ConvParams& p, int nt) {
-  // Per thread: a packed B block (gy, Og x kDcolCols), the packed rows of w_g^T of each of its
-  // channel blocks and a dcol block.
-  const int64_t blocks = ((p.Cg() + nt - 1) / nt + dcol_channels(p) - 1) / dcol_channels(p);
-  return static_cast<std::size_t>(nt) *
-         base::align_floats(packed_b_floats(KC, kDcolCols) + blocks * dcol_a_floats(p) +
+// Stride > 1: the channel blocks of a group (dcol_channels each, the last one short).
+int64_t dcol_blocks(const ConvParams& p) {
+  return (p.Cg() + dcol_channels(p) - 1) / dcol_channels(p);
+}
+
+// Per thread: a packed B block (gy, Og x kDcolCols) and a dcol block.
+int64_t col2im_thread_floats(const ConvParams& p) {
+  return base::align_floats(packed_b_floats(KC, kDcolCols) +
                             dcol_channels(p) * p.kH * p.kW * kDcolCols);
+}
+
+std::size_t col2im_ws(const ConvParams& p, int nt) {
+  // The packed rows of w_g^T of every group's channel blocks, then the threads' blocks.
+  return base::align_floats(p.groups * dcol_blocks(p) * dcol_a_floats(p)) +
+         static_cast<std::size_t>(nt) * col2im_thread_floats(p);
 }
 
 void bwd_data_s1(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, float* ws, int nt) {
@@ -424,47 +432,49 @@ void bwd_data_s1(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, flo
 void bwd_data_strided(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, float* ws,
                       int nthreads) {
   const int64_t Cg = p.Cg(), Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, khw = p.kH * p.kW;
-  const int nt = static_cast<int>(std::min<int64_t>(nthreads, Cg));
-  const int64_t cb = dcol_channels(p), ablock = dcol_a_floats(p);
-  const int64_t blocks = ((Cg + nthreads - 1) / nthreads + cb - 1) / cb;  // per thread, at most
-  const int64_t per_thread = col2im_ws(p, nthreads) / nthreads;
+  const int64_t cb = dcol_channels(p), ablock = dcol_a_floats(p), blocks = dcol_blocks(p);
+  // A = w_g^T, A(r, o) = w_g[o K + r], packed per group and channel block (shared by the tasks).
+  float* apack = ws;
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t bl = 0; bl < blocks; ++bl) {
+      const int64_t r0 = bl * cb * khw, mrows = (std::min(Cg, (bl + 1) * cb) - bl * cb) * khw;
+      const float* wg = a.w + g * Og * K;
+      pack_a_whole(
+          mrows, Og, [&](int64_t i, int64_t o) { return wg[o * K + r0 + i]; },
+          apack + (g * blocks + bl) * ablock);
+    }
+  float* thread_ws = ws + base::align_floats(p.groups * blocks * ablock);
+  // Tasks: (group, image, channel block). Each writes only its block's gx planes of its image, in
+  // an order fixed by the shape, so the bits do not depend on the threads. (Splitting by channels
+  // alone left the stem's 3 channels 2 : 1 between two threads.)
+  const int64_t tasks = p.groups * p.N * blocks;
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
   base::parallel_run(nt, [&](int tid, int n_threads) {
-    float* bbuf = ws + tid * per_thread;
-    float* apack = bbuf + packed_b_floats(KC, kDcolCols);  // (blocks, ablock)
-    float* dcol = apack + blocks * ablock;
-    const auto [c0, c1] = base::split_range(Cg, tid, n_threads);
-    if (c0 == c1) return;
-    for (int64_t g = 0; g < p.groups; ++g) {
-      const float* wg = a.w + g * Og * K;  // A = w_g^T: A(r, o) = wg[o K + r]
-      for (int64_t cc = c0; cc < c1; cc += cb) {
-        const int64_t r0 = cc * khw, mrows = (std::min(c1, cc + cb) - cc) * khw;
-        pack_a_whole(
-            mrows, Og, [&](int64_t i, int64_t o) { return wg[o * K + r0 + i]; },
-            apack + (cc - c0) / cb * ablock);
-      }
-      for (int64_t n = 0; n < p.N; ++n) {
-        float* gxg = a.gx + (n * p.C + g * Cg) * p.H * p.W;
-        std::fill(gxg + c0 * p.H * p.W, gxg + c1 * p.H * p.W, 0.f);
-        const pk::Im2col view = pk::im2col_view(p, gxg, 0, 0);
-        const float* gyg = a.gy + (n * p.O + g * Og) * P;  // (Og, P)
-        for (int64_t cc = c0; cc < c1; cc += cb) {
-          const int64_t r0 = cc * khw, mrows = (std::min(c1, cc + cb) - cc) * khw;
-          const float* ablk = apack + (cc - c0) / cb * ablock;
-          for (int64_t jb = 0; jb < P; jb += kDcolCols) {
-            const int64_t ncols = std::min(kDcolCols, P - jb);
-            // dcol (mrows x ncols) = A(i0 .. i0+mrows, :) . gy_g(:, jb .. jb+ncols)
-            kernels::gemm::gemm_columns(
-                ops.uk, mrows, Og, 0, ncols, dcol, ncols, bbuf,
-                [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
-                  kernels::gemm::pack_b_rows(gyg, P, k0, kc, jb + jc, nc, dst);
-                },
-                [&](int64_t ib, int64_t, int64_t k0, int64_t) {
-                  return packed_a_at(ablk, mrows, Og, ib, k0);
-                },
-                [](int64_t, int64_t) {});
-            ops.col2im(view, dcol, ncols, r0, mrows, jb, ncols, gxg);
-          }
-        }
+    float* bbuf = thread_ws + tid * col2im_thread_floats(p);
+    float* dcol = bbuf + packed_b_floats(KC, kDcolCols);
+    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g = t / (p.N * blocks), n = t / blocks % p.N, bl = t % blocks;
+      const int64_t c0 = bl * cb, c1 = std::min(Cg, c0 + cb), r0 = c0 * khw,
+                    mrows = (c1 - c0) * khw;
+      float* gxg = a.gx + (n * p.C + g * Cg) * p.H * p.W;
+      std::fill(gxg + c0 * p.H * p.W, gxg + c1 * p.H * p.W, 0.f);
+      const pk::Im2col view = pk::im2col_view(p, gxg, 0, 0);
+      const float* gyg = a.gy + (n * p.O + g * Og) * P;  // (Og, P)
+      const float* ablk = apack + (g * blocks + bl) * ablock;
+      for (int64_t jb = 0; jb < P; jb += kDcolCols) {
+        const int64_t ncols = std::min(kDcolCols, P - jb);
+        // dcol (mrows x ncols) = A(r0 .. r0+mrows, :) . gy_g(:, jb .. jb+ncols)
+        kernels::gemm::gemm_columns(
+            ops.uk, mrows, Og, 0, ncols, dcol, ncols, bbuf,
+            [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+              kernels::gemm::pack_b_rows(gyg, P, k0, kc, jb + jc, nc, dst);
+            },
+            [&](int64_t ib, int64_t, int64_t k0, int64_t) {
+              return packed_a_at(ablk, mrows, Og, ib, k0);
+            },
+            [](int64_t, int64_t) {});
+        ops.col2im(view, dcol, ncols, r0, mrows, jb, ncols, gxg);
       }
     }
   });
