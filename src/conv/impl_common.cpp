@@ -39,6 +39,35 @@ bool all_finite(const float* v, int64_t n) {
   return true;
 }
 
+double lane_sum(const float* s, int64_t n) {
+  float lane[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) lane[j] += s[i + j];
+  for (; i < n; ++i) lane[i % 8] += s[i];
+  return (double(lane[0]) + lane[1]) + (double(lane[2]) + lane[3]) +
+         ((double(lane[4]) + lane[5]) + (double(lane[6]) + lane[7]));
+}
+
+void add_lane_sums(const float* s, int64_t ld, int64_t rows, int64_t n, double* sums) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    float lane[4][8] = {};
+    const float* row[4] = {s + r * ld, s + (r + 1) * ld, s + (r + 2) * ld, s + (r + 3) * ld};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int k = 0; k < 4; ++k)
+        for (int j = 0; j < 8; ++j) lane[k][j] += row[k][i + j];
+    for (int k = 0; k < 4; ++k) {
+      for (int64_t t = i; t < n; ++t) lane[k][t % 8] += row[k][t];
+      const float* l = lane[k];
+      sums[r + k] += (double(l[0]) + l[1]) + (double(l[2]) + l[3]) +
+                     ((double(l[4]) + l[5]) + (double(l[6]) + l[7]));
+    }
+  }
+  for (; r < rows; ++r) sums[r] += lane_sum(s + r * ld, n);
+}
+
 void bias_grad(const ConvParams& p, const float* gy, float* gb, int nthreads) {
   // One channel per task: each image's plane is summed in 8 interleaved float lanes (vectorisable,
   // fixed order), the planes in double. The order depends only on the shape, never on threads.
@@ -48,16 +77,7 @@ void bias_grad(const ConvParams& p, const float* gy, float* gb, int nthreads) {
     const auto [o0, o1] = base::split_range(p.O, tid, n_threads);
     for (int64_t o = o0; o < o1; ++o) {
       double acc = 0.0;
-      for (int64_t n = 0; n < p.N; ++n) {
-        const float* g = gy + (n * p.O + o) * hw;
-        float lane[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        int64_t i = 0;
-        for (; i + 8 <= hw; i += 8)
-          for (int j = 0; j < 8; ++j) lane[j] += g[i + j];
-        for (; i < hw; ++i) lane[i % 8] += g[i];
-        acc += (double(lane[0]) + lane[1]) + (double(lane[2]) + lane[3]) +
-               ((double(lane[4]) + lane[5]) + (double(lane[6]) + lane[7]));
-      }
+      for (int64_t n = 0; n < p.N; ++n) acc += lane_sum(gy + (n * p.O + o) * hw, hw);
       gb[o] = static_cast<float>(acc);
     }
   });

@@ -807,17 +807,26 @@ int64_t q_chunks(const ConvParams& p) {
   return std::min<int64_t>(8, (Q + KC - 1) / KC);
 }
 
+// Where the chunks run in q-block order (Og <= MC), each also sums its gy blocks for the bias
+// gradient as they are packed (in cache then), instead of a pass of its own over gy.
+bool fused_bias(const ConvParams& p) {
+  return q_chunks(p) > 1 && p.Og() <= kernels::gemm::MC;
+}
+
 std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
   const int64_t chunks = q_chunks(p);
   const std::size_t partials = chunks > 1 ? base::align_floats(chunks * p.O * kdim(p)) : 0;
-  return partials + static_cast<std::size_t>(nt) *
-                        base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
+  const std::size_t bias_partials = fused_bias(p) ? base::align_floats(2 * chunks * p.O) : 0;
+  return partials + bias_partials +
+         static_cast<std::size_t>(nt) *
+             base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
 }
 
 template <const GemmOps* Ops>
 void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nthreads = base::threads_for(p.flops(), max_nt);
-  if (a.gb) bias_grad(p, a.gy, a.gb, nthreads);
+  const bool fuse_gb = a.gb && a.gw && fused_bias(p);
+  if (a.gb && !fuse_gb) bias_grad(p, a.gy, a.gb, nthreads);
   if (!a.gw) return;
   const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, Q = p.N * P, G = p.groups;
   const int64_t chunks = q_chunks(p);
@@ -828,10 +837,15 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     note_fallback("gemm", "bwd_weight", "non-finite output gradients with zero padding",
                   kDirectLoops);
     kernels::direct::bwd_weight(p, a.gy, a.x, a.gw, nullptr);
+    if (fuse_gb) bias_grad(p, a.gy, a.gb, nthreads);
   };
   if (p.has_padding() && chunks == 1 && !all_finite(a.gy, p.N * p.O * P)) return fallback();
   float* partials = ws;  // (chunks, G, Og, K) when chunks > 1
-  float* thread_ws = ws + (chunks > 1 ? base::align_floats(chunks * p.O * K) : 0);
+  // (chunks, G, Og) doubles: each chunk's share of gb, where fused.
+  double* bias_parts =
+      reinterpret_cast<double*>(ws + (chunks > 1 ? base::align_floats(chunks * p.O * K) : 0));
+  float* thread_ws = ws + (chunks > 1 ? base::align_floats(chunks * p.O * K) : 0) +
+                     (fused_bias(p) ? base::align_floats(2 * chunks * p.O) : 0);
   const int64_t per_thread = base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
   // gw_g(:, k0 .. k1) (or chunk c's partial of it) over q in [q0, q1): C = gy_g . col^T.
   auto gemm = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, int64_t k0, int64_t k1,
@@ -855,14 +869,22 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   // into L2 a slice per micro-kernel call (AheadLines), so x streams in while the FMAs run instead
   // of in bursts the packs wait on. Every element gets the same sums in the same order (q blocks
   // ascending) as through gemm_columns.
-  auto gemm_q_outer = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, float* c) {
+  // With bsum (Og doubles, overwritten), also the chunk's share of gb: per channel, each q block's
+  // runs (lane_sum each) added in order.
+  auto gemm_q_outer = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, float* c, double* bsum) {
     const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
     const float* gy0 = a.gy + g * Og * P;
     float* abuf = bbuf + kBBlock;
     const int64_t panels = (Og + MR - 1) / MR;
+    if (bsum) std::fill(bsum, bsum + Og, 0.0);
     for (int64_t pc = q0; pc < q1; pc += KC) {
       const int64_t qc = std::min(KC, q1 - pc);
       Ops->pack_gy(gy0, p.O * P, P, 0, Og, pc, qc, abuf);
+      for (int64_t q = pc; bsum && q < pc + qc;) {  // the block's runs of gy, just read
+        const int64_t n = q / P, j = q % P, len = std::min(P - j, pc + qc - q);
+        add_lane_sums(gy0 + n * p.O * P + j, P, Og, len, bsum);
+        q += len;
+      }
       for (int64_t jc = 0; jc < K; jc += NC) {
         const int64_t nc = std::min(NC, K - jc);
         Ops->pack_col_t(view, pc, qc, jc, nc, bbuf);
@@ -914,7 +936,7 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
         float* bbuf = thread_ws + tid * per_thread;
         float* part = partials + (c * G + g) * Og * K;
         if (Og <= kernels::gemm::MC)
-          gemm_q_outer(bbuf, g, q0, q1, part);
+          gemm_q_outer(bbuf, g, q0, q1, part, fuse_gb ? bias_parts + (c * G + g) * Og : nullptr);
         else
           gemm(bbuf, g, q0, q1, 0, K, part);
       }
@@ -927,6 +949,12 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       const float* part = partials + c * n;
       for (int64_t i = 0; i < n; ++i) a.gw[i] += part[i];
     }
+    if (fuse_gb)  // gb = the chunks' shares, in chunk order
+      for (int64_t o = 0; o < p.O; ++o) {
+        double acc = 0.0;
+        for (int64_t c = 0; c < chunks; ++c) acc += bias_parts[c * p.O + o];
+        a.gb[o] = static_cast<float>(acc);
+      }
     return;
   }
   // Tasks: (group, NR-aligned block of gw columns). Every task packs its group's gy in full (the A

@@ -37,5 +37,11 @@ inline constexpr const char* kDirectLoops =
 bool all_finite(const float* v, int64_t n);
 // gb (O) = sum over n, oh, ow of gy (N, O, Ho, Wo), each channel summed in a fixed order.
 void bias_grad(const ConvParams& p, const float* gy, float* gb, int nthreads);
+// s[0] + ... + s[n - 1] in 8 interleaved float lanes (element i in lane i % 8), the lanes then
+// added pairwise in double: bias_grad's sum of one image's plane.
+double lane_sum(const float* s, int64_t n);
+// sums[r] += lane_sum(s + r * ld, n) for r < rows, the same bits; four rows at a time, so their
+// chains of adds overlap.
+void add_lane_sums(const float* s, int64_t ld, int64_t rows, int64_t n, double* sums);
 
 }  // namespace convkit::conv::impl
