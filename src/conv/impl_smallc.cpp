@@ -265,6 +265,7 @@ std::size_t bwd_data_ws(const ConvParams& p, int nt) {
 }
 std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
   return base::align_floats(gw_chunks(p) * weights(p)) +
+         base::align_floats(2 * gw_chunks(p) * p.O) +  // the chunks' shares of gb (doubles)
          nt * (make_corr(p, Pass::Fwd).buffer_floats() + base::align_floats(8 * weights(p)));
 }
 
@@ -385,8 +386,10 @@ void gw_chunk_direct(const ConvParams& p, const float* gy, const float* x, int64
 
 void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nthreads = base::threads_for(p.flops(), max_nt);
-  if (a.gb) bias_grad(p, a.gy, a.gb, nthreads);
-  if (!a.gw) return;
+  if (!a.gw) {
+    if (a.gb) bias_grad(p, a.gy, a.gb, nthreads);
+    return;
+  }
   const Corr k = make_corr(p, Pass::Fwd);
   const int64_t taps = k.taps(), nw = weights(p), rows = p.N * p.Ho;
   const int64_t chunk_rows = gw_chunk_rows(p), chunks = gw_chunks(p);
@@ -394,7 +397,10 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   int64_t off[kMaxTaps];
   tap_offsets(k, off);
   float* parts = ws;  // (chunks, O, Cg, kH, kW)
-  float* per_thread = ws + base::align_floats(chunks * nw);
+  // (chunks, O): each chunk's share of gb, summed from its gy rows right after the kernel has read
+  // them (gy is large here: a pass of its own over it cost 7-12% of the stem's weight gradient).
+  double* bias_parts = reinterpret_cast<double*>(ws + base::align_floats(chunks * nw));
+  float* per_thread = ws + base::align_floats(chunks * nw) + base::align_floats(2 * chunks * p.O);
   const std::size_t thread_floats = k.buffer_floats() + base::align_floats(8 * nw);
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, chunks));
   std::atomic<bool> any_slow{false};
@@ -406,6 +412,8 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     for (int64_t ch; (ch = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
       const int64_t r0 = ch * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
       std::fill(acc, acc + 8 * nw, 0.f);
+      double* bsum = bias_parts + ch * p.O;
+      std::fill(bsum, bsum + p.O, 0.0);
       // Segments of one image each (rows [a0, b0) of image n), in blocks of at most R rows.
       for (int64_t r = r0; r < r1;) {
         const int64_t n = r / p.Ho, a0 = r - n * p.Ho, b0 = std::min(p.Ho, r1 - n * p.Ho);
@@ -420,6 +428,9 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
                                                  k.row_stride(), off, taps, k.cout,
                                                  acc + g * k.cout * taps * 8);
           }
+        if (a.gb)  // rows a0 .. b0 of image n, every channel: just read by the kernel
+          add_lane_sums(a.gy + n * p.O * p.Ho * p.Wo + a0 * p.Wo, p.Ho * p.Wo, p.O,
+                        (b0 - a0) * p.Wo, bsum);
         r += b0 - a0;
       }
       float* part = parts + ch * nw;
@@ -437,6 +448,12 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   });
   if (any_slow)
     note_fallback("smallc_avx2", "bwd_weight", "a chunk with non-finite sums", kDirectLoops);
+  if (a.gb)  // gb = the chunks' shares, in chunk order
+    for (int64_t o = 0; o < p.O; ++o) {
+      double sum = 0.0;
+      for (int64_t ch = 0; ch < chunks; ++ch) sum += bias_parts[ch * p.O + o];
+      a.gb[o] = static_cast<float>(sum);
+    }
   // gw = partial 0 + partial 1 + ... in chunk order.
   std::copy(parts, parts + nw, a.gw);
   for (int64_t ch = 1; ch < chunks; ++ch) {
