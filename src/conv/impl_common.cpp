@@ -39,14 +39,21 @@ bool all_finite(const float* v, int64_t n) {
   return true;
 }
 
+namespace {
+// The 8 lanes of a lane sum added pairwise, in double.
+double add_lanes(const float* l) {
+  return (double(l[0]) + l[1]) + (double(l[2]) + l[3]) +
+         ((double(l[4]) + l[5]) + (double(l[6]) + l[7]));
+}
+}  // namespace
+
 double lane_sum(const float* s, int64_t n) {
   float lane[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
     for (int j = 0; j < 8; ++j) lane[j] += s[i + j];
   for (; i < n; ++i) lane[i % 8] += s[i];
-  return (double(lane[0]) + lane[1]) + (double(lane[2]) + lane[3]) +
-         ((double(lane[4]) + lane[5]) + (double(lane[6]) + lane[7]));
+  return add_lanes(lane);
 }
 
 void add_lane_sums(const float* s, int64_t ld, int64_t rows, int64_t n, double* sums) {
@@ -60,9 +67,7 @@ void add_lane_sums(const float* s, int64_t ld, int64_t rows, int64_t n, double* 
         for (int j = 0; j < 8; ++j) lane[k][j] += row[k][i + j];
     for (int k = 0; k < 4; ++k) {
       for (int64_t t = i; t < n; ++t) lane[k][t % 8] += row[k][t];
-      const float* l = lane[k];
-      sums[r + k] += (double(l[0]) + l[1]) + (double(l[2]) + l[3]) +
-                     ((double(l[4]) + l[5]) + (double(l[6]) + l[7]));
+      sums[r + k] += add_lanes(lane[k]);
     }
   }
   for (; r < rows; ++r) sums[r] += lane_sum(s + r * ld, n);
