@@ -383,9 +383,11 @@ ConvParams transposed(const ConvParams& p) {
   return q;
 }
 
-// Stride > 1: input channels per dcol block (whole channels, about MC rows of dcol).
+// Stride > 1: input channels per dcol block (whole channels, about MC rows of dcol, no more than
+// a group has: w_g^T is now packed for every group's blocks, and a block sized past Cg booked
+// unused rows for each of them).
 int64_t dcol_channels(const ConvParams& p) {
-  return std::max<int64_t>(1, kernels::gemm::MC / (p.kH * p.kW));
+  return std::clamp<int64_t>(kernels::gemm::MC / (p.kH * p.kW), 1, p.Cg());
 }
 
 // Stride > 1: floats of one channel block's rows of w_g^T, packed whole (Og long).
