@@ -26,10 +26,11 @@ namespace convkit::conv {
 namespace {
 
 // Fastest first; each list ends with the reference, which applies to everything.
-const Impl* const kFwd[] = {
-    &impl::tiny_fwd,           &impl::smallc_fwd_avx2,  &impl::dwconv_fwd_avx2,
-    &impl::direct_fwd_avx2,    &impl::wino_fwd_avx2,    &impl::gemm_fwd_avx2,
-    &impl::direct_fwd_generic, &impl::gemm_fwd_generic, &impl::ref_fwd};
+const Impl* const kFwd[] = {&impl::tiny_fwd,         &impl::wino1d_fwd_avx2,
+                            &impl::smallc_fwd_avx2,  &impl::dwconv_fwd_avx2,
+                            &impl::direct_fwd_avx2,  &impl::wino_fwd_avx2,
+                            &impl::gemm_fwd_avx2,    &impl::direct_fwd_generic,
+                            &impl::gemm_fwd_generic, &impl::ref_fwd};
 const Impl* const kBwdData[] = {
     &impl::tiny_bwd_data,           &impl::smallc_bwd_data_avx2,  &impl::dwconv_bwd_data_avx2,
     &impl::direct_bwd_data_avx2,    &impl::wino_bwd_data_avx2,    &impl::gemm_bwd_data_avx2,

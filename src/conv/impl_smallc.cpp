@@ -31,6 +31,7 @@
 #include <atomic>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "base/aligned.h"
 #include "base/cpu.h"
@@ -38,6 +39,7 @@
 #include "conv/impls.h"
 #include "kernels/direct/direct.h"
 #include "kernels/smallc/smallc.h"
+#include "kernels/smallc/wino1d.h"
 
 namespace convkit::conv::impl {
 
@@ -72,7 +74,8 @@ struct Corr {
 
 // fwd (and bwd_weight's view of x): x (N, C, H, W) -> y (N, O, Ho, Wo).
 // bwd_data (stride 1): gy (N, O, Ho, Wo) -> gx (N, C, H, W) with the flipped kernel.
-Corr make_corr(const ConvParams& p, Pass pass) {
+// min_wq: the least buffer row phase width (the Winograd rows read whole 8-tile vectors).
+Corr make_corr(const ConvParams& p, Pass pass, int64_t min_wq = 0) {
   Corr k{};
   k.N = p.N, k.G = p.groups, k.kH = p.kH, k.kW = p.kW, k.dH = p.dH, k.dW = p.dW;
   if (pass == Pass::BwdData) {
@@ -83,7 +86,7 @@ Corr make_corr(const ConvParams& p, Pass pass) {
     k.cin = p.Cg(), k.cout = p.Og(), k.Hs = p.H, k.Ws = p.W, k.Ho = p.Ho, k.Wo = p.Wo;
     k.sH = p.sH, k.sW = p.sW, k.top = p.pad_t, k.left = p.pad_l;
   }
-  k.Wq = ceil_div(k.Wo, 8) * 8 + (k.kW - 1) * k.dW / k.sW;
+  k.Wq = std::max(ceil_div(k.Wo, 8) * 8 + (k.kW - 1) * k.dW / k.sW, min_wq);
   // About kTaskPositions outputs, as many as the buffer holds in kBufferFloats (at least one).
   const int64_t rows_fit =
       (kBufferFloats / (k.cin * k.sW * k.Wq) - (k.kH - 1) * k.dH - 1) / k.sH + 1;
@@ -186,6 +189,28 @@ int64_t chunk_end(const Corr& k, int64_t s, int nt) {
   return std::min(image_end, s + size);
 }
 
+// Runs chunk(tid, n, r0, r1) for output rows [r0, r1) of image n, every chunk once, on the
+// threads the work is worth; each thread calls init(tid) before its first chunk.
+template <typename Init, typename Chunk>
+void for_each_chunk(const Corr& k, double flops, int max_nt, Init&& init, Chunk&& chunk) {
+  const int64_t rows = k.N * k.Ho;
+  const int nt =
+      static_cast<int>(std::min<int64_t>(base::threads_for(flops, max_nt), ceil_div(rows, k.R)));
+  std::atomic<int64_t> next{0};  // chunks are taken in turn (see the top of the file)
+  base::parallel_run(nt, [&](int tid, int) {
+    init(tid);
+    for (;;) {
+      int64_t s = next.load(std::memory_order_relaxed), e;
+      do {
+        if (s >= rows) return;
+        e = chunk_end(k, s, nt);
+      } while (!next.compare_exchange_weak(s, e, std::memory_order_relaxed));
+      const int64_t n = s / k.Ho;
+      chunk(tid, n, s - n * k.Ho, e - n * k.Ho);
+    }
+  });
+}
+
 // Runs the correlation: wp holds each group's blocks as (taps, block size) panels at
 // g * cout * taps + first * taps.
 void correlate(const Corr& k, const float* src, const float* wp, const float* bias, float* out,
@@ -200,40 +225,29 @@ void correlate(const Corr& k, const float* src, const float* wp, const float* bi
       for (int64_t kw = 0; kw < k.kW && !by_rows; ++kw)
         off[corr_tap(k, c, kh, kw)] = tap_offset(k, c, kh, kw);
     }
-  const int64_t rows = k.N * k.Ho, taps = k.taps(), row_taps = k.cin * k.kW;
+  const int64_t taps = k.taps(), row_taps = k.cin * k.kW;
   const Blocks ob(k.cout);
-  const int nt =
-      static_cast<int>(std::min<int64_t>(base::threads_for(flops, max_nt), ceil_div(rows, k.R)));
-  std::atomic<int64_t> next{0};  // chunks are taken in turn (see the top of the file)
-  base::parallel_run(nt, [&](int tid, int) {
+  const auto init = [&](int tid) { clear_buffer(k, bufs + tid * k.buffer_floats()); };
+  for_each_chunk(k, flops, max_nt, init, [&](int tid, int64_t n, int64_t r0, int64_t r1) {
     float* buf = bufs + tid * k.buffer_floats();
-    clear_buffer(k, buf);
-    for (;;) {
-      int64_t s = next.load(std::memory_order_relaxed), e;
-      do {
-        if (s >= rows) return;
-        e = chunk_end(k, s, nt);
-      } while (!next.compare_exchange_weak(s, e, std::memory_order_relaxed));
-      const int64_t n = s / k.Ho, r0 = s - n * k.Ho, r1 = e - n * k.Ho;
-      for (int64_t g = 0; g < k.G; ++g) {
-        fill(k, src + (n * k.G + g) * k.cin * k.Hs * k.Ws, r0 * k.sH, r1 - r0, buf);
-        for (int64_t r = r0; r < r1; ++r) {
-          const float* in = buf + (r - r0) * k.row_stride();
-          const auto [kh0, kh1] = live_kernel_rows(k, r);
-          const int64_t t0 = kh0 * row_taps;
-          for (int64_t b = 0; b < ob.n; ++b) {
-            const int64_t o0 = g * k.cout + ob.first(b), nb = ob.size(b);
-            const float* w = wp + o0 * taps + t0 * nb;
-            const float* b0 = bias ? bias + o0 : nullptr;
-            float* y = out + ((n * k.G * k.cout + o0) * k.Ho + r) * k.Wo;
-            if (by_rows)
-              ks::f32_conv2d_smallc_rowk__avx2_fma(k.kW, k.sW, k.Wo, (kh1 - kh0) * k.cin, in,
-                                                   off + kh0 * k.cin, k.Wq, w, b0, nb, y,
-                                                   k.Ho * k.Wo);
-            else
-              ks::f32_conv2d_smallc_row__avx2_fma(k.Wo, (kh1 - kh0) * row_taps, in, off + t0, w, b0,
-                                                  nb, y, k.Ho * k.Wo);
-          }
+    for (int64_t g = 0; g < k.G; ++g) {
+      fill(k, src + (n * k.G + g) * k.cin * k.Hs * k.Ws, r0 * k.sH, r1 - r0, buf);
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* in = buf + (r - r0) * k.row_stride();
+        const auto [kh0, kh1] = live_kernel_rows(k, r);
+        const int64_t t0 = kh0 * row_taps;
+        for (int64_t b = 0; b < ob.n; ++b) {
+          const int64_t o0 = g * k.cout + ob.first(b), nb = ob.size(b);
+          const float* w = wp + o0 * taps + t0 * nb;
+          const float* b0 = bias ? bias + o0 : nullptr;
+          float* y = out + ((n * k.G * k.cout + o0) * k.Ho + r) * k.Wo;
+          if (by_rows)
+            ks::f32_conv2d_smallc_rowk__avx2_fma(k.kW, k.sW, k.Wo, (kh1 - kh0) * k.cin, in,
+                                                 off + kh0 * k.cin, k.Wq, w, b0, nb, y,
+                                                 k.Ho * k.Wo);
+          else
+            ks::f32_conv2d_smallc_row__avx2_fma(k.Wo, (kh1 - kh0) * row_taps, in, off + t0, w, b0,
+                                                nb, y, k.Ho * k.Wo);
         }
       }
     }
@@ -356,6 +370,144 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   correlate(k, a.gy, wp, nullptr, a.gx, ws + base::align_floats(weights(p)), max_nt, p.flops());
 }
 
+// ---- forward by 1-D Winograd along rows ("winograd1d_avx2") ------------------------------------
+//
+// The forward's taps of one (plane, kernel row, stride phase) are a correlation of r = ceil(kW /
+// sW) taps along a buffer row phase. F(4, r) (kernels/smallc/wino1d.h) runs each on tiles of 4
+// outputs: every buffer row phase is transformed once (V, A = r + 3 values a tile, shared by every
+// output channel), every kernel row phase once per call (U, in double), and an output tile is
+//   y = AT [ sum over (plane, kernel row, phase) of U . V ] + bias
+// — one inverse transform per tile and channel, the sum over rows (K = cin kH sW of them) staying
+// in the transformed domain. The stem's 7x7 stride 2 (phases of 4 and 3 taps, the 3 padded to 4)
+// takes 7 K / 4 multiplications an output instead of 7 K / 2. V is laid out per (plane, row parity,
+// phase, e) with the tiles of all the task's rows of that parity in one run, so a block of 16
+// consecutive tiles may cross output rows and only a task's last block has unused lanes.
+// Tasks, buffers and the order of every sum are smallc's and fixed by the shape: the bits do not
+// depend on the thread count. Rows of the buffer that lie in the padding are zero, so the kernel
+// rows reading them add exact zeros (no rows are skipped).
+// NaN/Inf: the transforms would spread a non-finite input over its tile (Inf - Inf = NaN); such a
+// value shows as a non-finite V, and the call is then run again by smallc's direct forward, whose
+// NaN/Inf follow the direct convolution's. Non-finite weights go to it from the start.
+struct Rows1d {
+  Corr k;
+  int64_t r, A;    // taps per row phase, transform size (r + 3)
+  int64_t tw, tp;  // tiles per output row, and per transformed buffer row (tw rounded up to 8)
+  int64_t K;       // rows of the sum: cin * kH * sW
+  int64_t lq;      // floats of one (plane, parity, phase, e) run of tiles
+  std::size_t v_floats() const {
+    return base::align_floats(static_cast<std::size_t>(k.cin * k.sH * k.sW * A * lq));
+  }
+  std::size_t m_floats() const {
+    return base::align_floats(static_cast<std::size_t>(A * k.cout * 16));
+  }
+  std::size_t thread_floats() const { return k.buffer_floats() + v_floats() + m_floats(); }
+  std::size_t u_floats() const {
+    return base::align_floats(static_cast<std::size_t>(k.G * k.cout * A * K));
+  }
+  // V offset of (plane c, kernel row kh, phase ph) for the task's first output row.
+  int64_t v_offset(int64_t c, int64_t kh, int64_t ph) const {
+    return ((c * k.sH + kh % k.sH) * k.sW + ph) * A * lq + kh / k.sH * tw;
+  }
+};
+
+Rows1d make_rows1d(const ConvParams& p) {
+  Rows1d w{};
+  w.r = ceil_div(p.kW, p.sW), w.A = w.r + 3;
+  w.tw = ceil_div(p.Wo, 4), w.tp = ceil_div(w.tw, 8) * 8;
+  // The input transform of tile t reads d[4 t, 4 t + 8) of its row phase: up to 4 tp + 4.
+  w.k = make_corr(p, Pass::Fwd, 4 * w.tp + 8);
+  w.K = w.k.cin * w.k.kH * w.k.sW;
+  // Rows of one parity: ceil(Hb / sH). The last written row's tail reaches tp tiles past its start,
+  // a block reads 15 tiles past the task's last tile.
+  w.lq = base::align_floats(ceil_div(w.k.Hb, w.k.sH) * w.tw + w.tp + 16);
+  return w;
+}
+
+std::size_t wino_fwd_ws(const ConvParams& p, int nt) {
+  const Rows1d w = make_rows1d(p);
+  // The direct forward reruns non-finite calls in the same workspace.
+  return std::max(w.u_floats() + nt * w.thread_floats(), fwd_ws(p, nt));
+}
+
+const char* wino_fwd_why_not(const ConvParams& p) {
+  if (const char* why = common_why_not(p)) return why;
+  if (p.dW != 1 || p.sW > 2) return "needs dilation 1 and stride 1 or 2 along W";
+  if (p.kW < 2 * p.sW || ceil_div(p.kW, p.sW) > 4)
+    return "needs 2 to 4 taps in every stride phase along W (F(4, 2..4); fewer save nothing)";
+  if (p.Og() < 8)
+    return "fewer than 8 output channels per group (the input transforms would dominate)";
+  if (std::max(p.pad_l, p.pad_r) > p.kW / 2)
+    return "padding wider than kW / 2: outputs that read mostly padding would get their tiles' "
+           "rounding noise, large against their own few terms";
+  if (!within_budget(p, wino_fwd_ws(p, 1))) return "workspace over budget";
+  return nullptr;
+}
+
+void wino_fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  if (!all_finite(a.w, weights(p))) {
+    note_fallback("winograd1d_avx2", "fwd", "non-finite weights", "smallc_avx2's direct forward");
+    fwd(p, a, ws, max_nt);
+    return;
+  }
+  const Rows1d w = make_rows1d(p);
+  const Corr& k = w.k;
+  // U: per group, (A, K, cout) at g cout A K; row k = (c kH + kh) sW + ph holds the taps
+  // kw = ph + sW j, j < r (zero past kW).
+  float* u = ws;
+  std::vector<int64_t> koff(static_cast<std::size_t>(w.K));
+  for (int64_t c = 0, i = 0; c < k.cin; ++c)
+    for (int64_t kh = 0; kh < k.kH; ++kh)
+      for (int64_t ph = 0; ph < k.sW; ++ph, ++i) koff[i] = w.v_offset(c, kh, ph);
+  for (int64_t g = 0; g < k.G; ++g)
+    for (int64_t o = 0; o < k.cout; ++o)
+      for (int64_t c = 0, i = 0; c < k.cin; ++c)
+        for (int64_t kh = 0; kh < k.kH; ++kh)
+          for (int64_t ph = 0; ph < k.sW; ++ph, ++i) {
+            double taps[4] = {0, 0, 0, 0}, t[7];
+            for (int64_t j = 0; j < w.r && ph + k.sW * j < k.kW; ++j)
+              taps[j] = a.w[(((g * k.cout + o) * k.cin + c) * k.kH + kh) * k.kW + ph + k.sW * j];
+            if (w.r == 2) ks::wino1d::transform_taps<2>(taps, t);
+            if (w.r == 3) ks::wino1d::transform_taps<3>(taps, t);
+            if (w.r == 4) ks::wino1d::transform_taps<4>(taps, t);
+            for (int64_t e = 0; e < w.A; ++e)
+              u[((g * w.A + e) * w.K + i) * k.cout + o] = static_cast<float>(t[e]);
+          }
+  float* per_thread = ws + w.u_floats();
+  std::atomic<bool> nonfinite{false};
+  const auto init = [&](int tid) { clear_buffer(k, per_thread + tid * w.thread_floats()); };
+  for_each_chunk(k, p.flops(), max_nt, init, [&](int tid, int64_t n, int64_t r0, int64_t r1) {
+    if (nonfinite.load(std::memory_order_relaxed)) return;  // the call runs again anyway
+    float* buf = per_thread + tid * w.thread_floats();
+    float* v = buf + k.buffer_floats();
+    float* m = v + w.v_floats();
+    const int64_t rows = r1 - r0, hb = (rows - 1) * k.sH + k.kH, q_end = rows * w.tw;
+    for (int64_t g = 0; g < k.G; ++g) {
+      fill(k, a.x + (n * k.G + g) * k.cin * k.Hs * k.Ws, r0 * k.sH, rows, buf);
+      bool finite = true;
+      for (int64_t c = 0; c < k.cin; ++c)
+        for (int64_t i = 0; i < hb; ++i)
+          for (int64_t ph = 0; ph < k.sW; ++ph)
+            finite &= ks::f32_wino1d_input__avx2_fma(
+                w.r, w.tp, buf + c * k.plane + (i * k.sW + ph) * k.Wq,
+                v + ((c * k.sH + i % k.sH) * k.sW + ph) * w.A * w.lq + i / k.sH * w.tw, w.lq);
+      if (!finite) {
+        nonfinite.store(true);
+        return;
+      }
+      for (int64_t q0 = 0; q0 < q_end; q0 += 16)
+        ks::f32_wino1d_tiles__avx2_fma(w.r, w.K, v, koff.data(), w.lq, u + g * k.cout * w.A * w.K,
+                                       a.b ? a.b + g * k.cout : nullptr, k.cout, q0, q_end, w.tw,
+                                       k.Wo, a.y + ((n * k.G + g) * k.cout * k.Ho + r0) * k.Wo,
+                                       k.Ho * k.Wo, m);
+    }
+  });
+  if (nonfinite) {
+    note_fallback("winograd1d_avx2", "fwd", "non-finite input (or transformed input)",
+                  "smallc_avx2's direct forward");
+    fwd(p, a, ws, max_nt);
+  }
+}
+
 // part (O, Cg, kH, kW) = the stacked rows [r0, r1)'s share of dL/dw, by a loop that skips padded
 // taps (the reference's NaN/Inf behaviour).
 void gw_chunk_direct(const ConvParams& p, const float* gy, const float* x, int64_t r0, int64_t r1,
@@ -465,6 +617,7 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
 }  // namespace
 
 const Impl smallc_fwd_avx2{"smallc_avx2", fwd_why_not, fwd_ws, fwd};
+const Impl wino1d_fwd_avx2{"winograd1d_avx2", wino_fwd_why_not, wino_fwd_ws, wino_fwd};
 const Impl smallc_bwd_data_avx2{"smallc_avx2", bwd_data_why_not, bwd_data_ws, bwd_data};
 const Impl smallc_bwd_weight_avx2{"smallc_avx2", bwd_weight_why_not, bwd_weight_ws, bwd_weight};
 

@@ -50,4 +50,25 @@ void f32_conv2d_smallc_gw__avx2_fma(int64_t wo, int64_t nrows, const float* gy, 
 // 1).
 void f32_gather_stride2__avx2(int64_t n, const float* s, float* d);
 
+// ---- 1-D Winograd F(4, r) along output rows (kernels/smallc/wino1d.h), r = 2, 3, 4
+// ---------------- The forward's taps of one kernel row and stride phase are a correlation of r
+// taps along the row; these kernels run it on tiles of 4 outputs, in 8-tile vectors (lane = tile).
+
+// Input transform of one buffer row: v[e * es + t] = sum_j BT[e][j] d[4 t + j] for e < r + 3 and
+// t < tiles (a multiple of 8), the sum in j order. Reads d[0, 4 tiles + 4). Returns false when
+// some v is Inf or NaN.
+bool f32_wino1d_input__avx2_fma(int64_t r, int64_t tiles, const float* d, float* v, int64_t es);
+
+// Tiles q0 .. q0 + 15 of cout output channels, tiles numbered through rows (tile q holds columns
+// 4 (q % tw) .. + 3 of row q / tw; tw = ceil(wo / 4)):
+//   M[e][o][q] = sum over k < K, in order, of u[(e * K + k) * cout + o] * v[koff[k] + e * es + q]
+//   y[o * y_cs + (q / tw) * wo + 4 (q % tw) + i] = (sum_e AT[i][e] M[e][o][q]) + bias[o]
+// for o < cout, q < q_end, 4 (q % tw) + i < wo (bias 0 when null). v entries of all 16 tiles must
+// be readable (those past q_end are computed and discarded). m: scratch of (r + 3) * cout * 16
+// floats, 32-byte aligned.
+void f32_wino1d_tiles__avx2_fma(int64_t r, int64_t K, const float* v, const int64_t* koff,
+                                int64_t es, const float* u, const float* bias, int64_t cout,
+                                int64_t q0, int64_t q_end, int64_t tw, int64_t wo, float* y,
+                                int64_t y_cs, float* m);
+
 }  // namespace convkit::kernels::smallc

@@ -1,11 +1,13 @@
 // AVX2+FMA kernels of the small-channel direct convolution (contracts in smallc.h).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "kernels/evens_avx2.h"
 #include "kernels/lanes_avx2.h"
 #include "kernels/smallc/smallc.h"
+#include "kernels/smallc/wino1d.h"
 
 namespace convkit::kernels::smallc {
 
@@ -183,6 +185,131 @@ constexpr GwFn kGw[kGwC][kGwT] = {
     {gw_block<3, 1>, gw_block<3, 2>, gw_block<3, 3>, gw_block<3, 4>},
 };
 
+// ---- 1-D Winograd rows ------------------------------------------------------------------------
+
+namespace w1 = wino1d;
+
+// x[j] lane t = d[4 t + j] for j < 4, t < 8: 8 tiles of 4 consecutive floats, transposed.
+inline __attribute__((always_inline)) void deinterleave4(const float* d, __m256* x) {
+  const __m256 l0 = _mm256_loadu_ps(d), l1 = _mm256_loadu_ps(d + 8);
+  const __m256 l2 = _mm256_loadu_ps(d + 16), l3 = _mm256_loadu_ps(d + 24);
+  const __m256 a = _mm256_permute2f128_ps(l0, l2, 0x20), b = _mm256_permute2f128_ps(l0, l2, 0x31);
+  const __m256 c = _mm256_permute2f128_ps(l1, l3, 0x20), e = _mm256_permute2f128_ps(l1, l3, 0x31);
+  const __m256 ab0 = _mm256_unpacklo_ps(a, b), cd0 = _mm256_unpacklo_ps(c, e);
+  const __m256 ab1 = _mm256_unpackhi_ps(a, b), cd1 = _mm256_unpackhi_ps(c, e);
+  x[0] = _mm256_shuffle_ps(ab0, cd0, 0x44);
+  x[1] = _mm256_shuffle_ps(ab0, cd0, 0xEE);
+  x[2] = _mm256_shuffle_ps(ab1, cd1, 0x44);
+  x[3] = _mm256_shuffle_ps(ab1, cd1, 0xEE);
+}
+
+// sum_j c[j] x[j] for the compile-time row c (zero entries skipped, 1 and -1 as adds), in j order.
+template <int N, typename Row>
+inline __attribute__((always_inline)) __m256 combine(const __m256* x) {
+  __m256 s = _mm256_setzero_ps();
+  unroll<N>([&](auto j) {
+    constexpr float c = static_cast<float>(Row::at(j));
+    if constexpr (c == 1.f)
+      s = _mm256_add_ps(s, x[j]);
+    else if constexpr (c == -1.f)
+      s = _mm256_sub_ps(s, x[j]);
+    else if constexpr (c != 0.f)
+      s = _mm256_fmadd_ps(_mm256_set1_ps(c), x[j], s);
+  });
+  return s;
+}
+template <int R, int E>
+struct BtRow {
+  static constexpr double at(int j) { return w1::Mat<R>::BT[E][j]; }
+};
+template <int R, int I>
+struct AtRow {
+  static constexpr double at(int e) { return w1::Mat<R>::AT[I][e]; }
+};
+
+template <int R>
+bool input_rows(int64_t tiles, const float* d, float* v, int64_t es) {
+  constexpr int A = w1::Mat<R>::A;
+  __m256 nonfinite = _mm256_setzero_ps();  // NaN in a lane once some v is Inf or NaN (v * 0)
+  for (int64_t t = 0; t < tiles; t += 8) {
+    __m256 x[8];
+    deinterleave4(d + 4 * t, x);
+    deinterleave4(d + 4 * t + 4, x + 4);
+    unroll<A>([&](auto e) {
+      const __m256 s = combine<A, BtRow<R, e>>(x);
+      _mm256_storeu_ps(v + e * es + t, s);
+      nonfinite = _mm256_or_ps(nonfinite, _mm256_mul_ps(s, _mm256_setzero_ps()));
+    });
+  }
+  return _mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)) == 0;
+}
+
+// m[o * 16 + l] = sum over k < K, in order, of u[k * ld + o] * v[koff[k] + l], o < C, l < 16.
+template <int C>
+void products(int64_t K, const float* v, const int64_t* koff, const float* u, int64_t ld,
+              float* m) {
+  __m256 acc[C][2];
+  unroll<C>([&](auto o) { acc[o][0] = acc[o][1] = _mm256_setzero_ps(); });
+  for (int64_t k = 0; k < K; ++k) {
+    const float* p = v + koff[k];
+    const __m256 x0 = _mm256_loadu_ps(p), x1 = _mm256_loadu_ps(p + 8);
+    unroll<C>([&](auto o) {
+      const __m256 w = _mm256_broadcast_ss(u + k * ld + o);
+      acc[o][0] = _mm256_fmadd_ps(w, x0, acc[o][0]);
+      acc[o][1] = _mm256_fmadd_ps(w, x1, acc[o][1]);
+    });
+  }
+  unroll<C>([&](auto o) {
+    _mm256_store_ps(m + o * 16, acc[o][0]);
+    _mm256_store_ps(m + o * 16 + 8, acc[o][1]);
+  });
+}
+using ProductsFn = void (*)(int64_t, const float*, const int64_t*, const float*, int64_t, float*);
+constexpr ProductsFn kProducts[kMaxRowChannels] = {products<1>, products<2>, products<3>,
+                                                   products<4>, products<5>, products<6>};
+
+// y tiles of every channel o < cout from m[(e * cout + o) * 16 + l] (see f32_wino1d_tiles).
+// off[l], n[l]: where tile l's outputs go (offset from y) and how many of its 4 columns exist.
+template <int R>
+void outputs(int64_t cout, const float* m, const float* bias, const int64_t* off, const int* n,
+             float* y, int64_t y_cs) {
+  constexpr int A = w1::Mat<R>::A;
+  for (int64_t o = 0; o < cout; ++o) {
+    const __m256 b = bias ? _mm256_broadcast_ss(bias + o) : _mm256_setzero_ps();
+    float* yo = y + o * y_cs;
+    for (int h = 0; h < 2; ++h) {
+      __m256 mv[A];
+      unroll<A>([&](auto e) { mv[e] = _mm256_load_ps(m + (e * cout + o) * 16 + 8 * h); });
+      __m256 t[4];
+      unroll<4>([&](auto i) { t[i] = _mm256_add_ps(combine<A, AtRow<R, i>>(mv), b); });
+      // Lanes are tiles: transpose to tiles of 4 outputs, s[l] = [tile l | tile l + 4].
+      const __m256 a0 = _mm256_unpacklo_ps(t[0], t[1]), a1 = _mm256_unpackhi_ps(t[0], t[1]);
+      const __m256 c0 = _mm256_unpacklo_ps(t[2], t[3]), c1 = _mm256_unpackhi_ps(t[2], t[3]);
+      const __m256 s[4] = {_mm256_shuffle_ps(a0, c0, 0x44), _mm256_shuffle_ps(a0, c0, 0xEE),
+                           _mm256_shuffle_ps(a1, c1, 0x44), _mm256_shuffle_ps(a1, c1, 0xEE)};
+      const int64_t* ho = off + 8 * h;
+      const int* hn = n + 8 * h;
+      if (hn[7] == 4 && ho[7] == ho[0] + 28) {  // 8 whole tiles in one row: 32 floats
+        float* d = yo + ho[0];
+        _mm256_storeu_ps(d, _mm256_permute2f128_ps(s[0], s[1], 0x20));
+        _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(s[2], s[3], 0x20));
+        _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(s[0], s[1], 0x31));
+        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(s[2], s[3], 0x31));
+        continue;
+      }
+      for (int l = 0; l < 8; ++l) {
+        if (hn[l] == 0) continue;
+        const __m128 tile =
+            l < 4 ? _mm256_castps256_ps128(s[l]) : _mm256_extractf128_ps(s[l - 4], 1);
+        if (hn[l] == 4)
+          _mm_storeu_ps(yo + ho[l], tile);
+        else
+          _mm_maskstore_ps(yo + ho[l], _mm256_castsi256_si128(first_lanes(hn[l])), tile);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void f32_gather_stride2__avx2(int64_t n, const float* s, float* d) {
@@ -218,6 +345,51 @@ void f32_conv2d_smallc_gw__avx2_fma(int64_t wo, int64_t nrows, const float* gy, 
                         acc + (o * ntaps + t) * 8);
     }
   }
+}
+
+bool f32_wino1d_input__avx2_fma(int64_t r, int64_t tiles, const float* d, float* v, int64_t es) {
+  return r == 2   ? input_rows<2>(tiles, d, v, es)
+         : r == 3 ? input_rows<3>(tiles, d, v, es)
+                  : input_rows<4>(tiles, d, v, es);
+}
+
+void f32_wino1d_tiles__avx2_fma(int64_t r, int64_t K, const float* v, const int64_t* koff,
+                                int64_t es, const float* u, const float* bias, int64_t cout,
+                                int64_t q0, int64_t q_end, int64_t tw, int64_t wo, float* y,
+                                int64_t y_cs, float* m) {
+  // Per element e, every channel block's products: the block's 16 tiles of V at e (a few KiB)
+  // and U at e stay in L1 while all blocks read them.
+  // Where tile l's outputs go (offset from y) and how many of its 4 columns exist; the same for
+  // the next block's tiles, whose output lines are prefetched a few per products call: y is
+  // written once, its lines are not in cache, and the inverse transforms' stores stalled on them.
+  int64_t off[32];
+  int n[32];
+  for (int64_t l = 0, row = q0 / tw, t = q0 % tw; l < 32; ++l) {
+    n[l] = q0 + l < q_end ? static_cast<int>(std::min<int64_t>(4, wo - 4 * t)) : 0;
+    off[l] = row * wo + 4 * t;
+    if (++t == tw) t = 0, ++row;
+  }
+  const int64_t A = r + 3, blocks = (cout + kMaxRowChannels - 1) / kMaxRowChannels;
+  const int64_t ahead = 4 * cout, per_call = (ahead + A * blocks - 1) / (A * blocks);
+  int64_t next = 0;  // the next line to prefetch: channel next / 4, tile 16 + 4 (next % 4)
+  for (int64_t e = 0; e < A; ++e)
+    for (int64_t i = 0, o0 = 0; i < blocks; ++i) {
+      const int64_t nb = cout / blocks + (i < cout % blocks ? 1 : 0);
+      for (int64_t j = 0; j < per_call && next < ahead; ++j, ++next) {
+        const int64_t l = 16 + 4 * (next % 4);
+        if (n[l])
+          _mm_prefetch(reinterpret_cast<const char*>(y + next / 4 * y_cs + off[l]), _MM_HINT_T0);
+      }
+      kProducts[nb - 1](K, v + q0 + e * es, koff, u + e * K * cout + o0, cout,
+                        m + (e * cout + o0) * 16);
+      o0 += nb;
+    }
+  if (r == 2)
+    outputs<2>(cout, m, bias, off, n, y, y_cs);
+  else if (r == 3)
+    outputs<3>(cout, m, bias, off, n, y, y_cs);
+  else
+    outputs<4>(cout, m, bias, off, n, y, y_cs);
 }
 
 }  // namespace convkit::kernels::smallc

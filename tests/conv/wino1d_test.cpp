@@ -1,0 +1,230 @@
+// The forward by 1-D Winograd along rows ("winograd1d_avx2", conv/impl_smallc.cpp): its transform
+// matrices, which layers it takes, its tiles (rows crossed by a block, partial tiles, both phases
+// of a stride, padding rows and columns) against the naive loops within Winograd's stated bound
+// (4x the direct-sum bound) with the same bits at 1 and 2 threads, and NaN/Inf in x (or a
+// transform that overflows) handed to the direct forward.
+#include "kernels/smallc/wino1d.h"
+
+#include <convkit/runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/cpu.h"
+#include "conv/dispatch.h"
+#include "conv/naive_conv.h"
+#include "conv/pass_args.h"
+
+namespace convkit {
+namespace {
+
+using conv::ConvArgs;
+using conv::Pass;
+using testing::ConvParams;
+using testing::make;
+namespace w1 = kernels::smallc::wino1d;
+
+constexpr const char* kName = "winograd1d_avx2";
+
+std::string str(const ConvParams& p) {
+  return "N" + std::to_string(p.N) + " C" + std::to_string(p.C) + " H" + std::to_string(p.H) +
+         " W" + std::to_string(p.W) + " O" + std::to_string(p.O) + " k" + std::to_string(p.kH) +
+         "x" + std::to_string(p.kW) + " s" + std::to_string(p.sH) + "x" + std::to_string(p.sW) +
+         " pad" + std::to_string(p.pad_t) + "," + std::to_string(p.pad_b) + "," +
+         std::to_string(p.pad_l) + "," + std::to_string(p.pad_r) + " g" + std::to_string(p.groups);
+}
+
+// AT (G g . BT d) is the correlation of g and d: sum_e AT[i][e] G[e][k] BT[e][j] = [j == i + k].
+template <int R>
+void check_minimal_filtering() {
+  using M = w1::Mat<R>;
+  static_assert(M::A == R + 3);
+  for (int i = 0; i < 4; ++i)
+    for (int k = 0; k < R; ++k)
+      for (int j = 0; j < M::A; ++j) {
+        double s = 0;
+        for (int e = 0; e < M::A; ++e) s += M::AT[i][e] * M::G[e][k] * M::BT[e][j];
+        EXPECT_NEAR(s, j == i + k ? 1.0 : 0.0, 1e-12)
+            << "r " << R << " i " << i << " k " << k << " j " << j;
+      }
+  // AT and BT are applied in float: their entries must be exact there.
+  for (int i = 0; i < 4; ++i)
+    for (int e = 0; e < M::A; ++e) EXPECT_EQ(double(float(M::AT[i][e])), M::AT[i][e]);
+  for (int e = 0; e < M::A; ++e)
+    for (int j = 0; j < M::A; ++j) EXPECT_EQ(double(float(M::BT[e][j])), M::BT[e][j]);
+}
+
+TEST(ConvWino1d, TransformsAreMinimalFiltering) {
+  check_minimal_filtering<2>();
+  check_minimal_filtering<3>();
+  check_minimal_filtering<4>();
+}
+
+TEST(ConvWino1d, TakesWideFewChannelRowsOnly) {
+  if (!base::use_avx2()) GTEST_SKIP() << "no AVX2 on this machine";
+  // The ResNet stem: 7x7 stride 2 (phases of 4 and 3 taps), and a VGG-like first layer.
+  const auto stem = make(4, 3, 224, 224, 64, 7, 7, 2, 3);
+  EXPECT_STREQ(conv::choose(Pass::Fwd, stem).name, kName);
+  EXPECT_STREQ(conv::choose(Pass::Fwd, make(1, 3, 64, 64, 64, 3, 3, 1, 1)).name, kName);
+  const conv::Impl* impl = conv::find_impl(Pass::Fwd, kName);
+  ASSERT_NE(impl, nullptr);
+  const double im2col = 4.0 * 3 * 49 * 112 * 112 * sizeof(float);
+  EXPECT_LE(double(conv::workspace_bytes(*impl, stem)), 0.25 * im2col);
+  // Forward only; and not: 5 taps a phase (5x5 stride 1), dilation, fewer than 8 output channels,
+  // padding past kW / 2, 5 input channels, 3x3 stride 2.
+  EXPECT_EQ(conv::find_impl(Pass::BwdData, kName), nullptr);
+  EXPECT_EQ(conv::find_impl(Pass::BwdWeight, kName), nullptr);
+  EXPECT_NE(impl->why_not(make(1, 1, 28, 28, 8, 5, 5, 1, 2)), nullptr);
+  EXPECT_NE(impl->why_not(make(1, 3, 28, 28, 8, 3, 3, 1, 2, 2)), nullptr);
+  EXPECT_NE(impl->why_not(make(1, 3, 28, 28, 7, 7, 7, 2, 3)), nullptr);
+  EXPECT_NE(impl->why_not(make(1, 3, 28, 28, 8, 3, 3, 1, 2)), nullptr);
+  EXPECT_NE(impl->why_not(make(1, 5, 28, 28, 8, 7, 7, 2, 3)), nullptr);
+  EXPECT_NE(impl->why_not(make(1, 3, 28, 28, 8, 3, 3, 2, 1)), nullptr);  // a phase of 1 tap
+  EXPECT_EQ(impl->why_not(make(1, 3, 28, 28, 8, 4, 4, 1, 2)), nullptr);  // pad 2 = kW / 2
+}
+
+// Runs the implementation at 1 and 2 threads: both within 4x the direct-sum bound of the naive
+// loops, and the same bits.
+void check(const ConvParams& p, uint32_t seed, bool bias) {
+  const conv::Impl* impl = conv::find_impl(Pass::Fwd, kName);
+  ASSERT_NE(impl, nullptr);
+  SCOPED_TRACE(str(p) + (bias ? " bias" : ""));
+  ASSERT_EQ(impl->why_not(p), nullptr);
+  std::mt19937 rng(seed);
+  const auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
+  const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
+  const auto b = testing::random_vec(rng, p.O);
+  const auto r = testing::naive_fwd(p, x.data(), w.data(), bias ? b.data() : nullptr);
+  std::vector<float> first;
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    std::vector<float> out(r.val.size() + 8, std::numeric_limits<float>::quiet_NaN());
+    const ConvArgs a = testing::pass_args(Pass::Fwd, p, x.data(), w.data(),
+                                          bias ? b.data() : nullptr, nullptr, out.data());
+    set_num_threads(threads);
+    conv::run_impl(*impl, Pass::Fwd, p, a);
+    set_num_threads(0);
+    const int64_t bad = testing::first_mismatch(r, out.data(), 4.0);
+    if (bad >= 0)
+      ADD_FAILURE() << "element " << bad << ": got " << out[bad] << ", expected " << r.val[bad]
+                    << " (sum|term| " << r.mag[bad] << ")";
+    for (std::size_t i = r.val.size(); i < out.size(); ++i)
+      EXPECT_TRUE(std::isnan(out[i])) << "wrote past the output at " << i;
+    out.resize(r.val.size());
+    if (first.empty())
+      first = out;
+    else
+      EXPECT_EQ(0, std::memcmp(first.data(), out.data(), out.size() * sizeof(float)))
+          << "bits differ between 1 and 2 threads";
+  }
+}
+
+TEST(ConvWino1d, TilesMatchNaive) {
+  if (!base::use_avx2()) GTEST_SKIP() << "no AVX2 on this machine";
+  std::vector<ConvParams> shapes = {
+      make(2, 3, 30, 34, 64, 7, 7, 2, 3),        // the stem's kernel: Wo 17, partial last tile
+      make(1, 3, 23, 21, 13, 7, 7, 2, 3),        // O 13: blocks 5 + 4 + 4
+      make(3, 1, 20, 70, 8, 7, 7, 2, 0),         // no padding, Wo 32: blocks of 8 whole tiles
+      make(1, 2, 9, 64, 9, 8, 8, 2, 3),          // 8 wide: phases of 4 and 4
+      make(2, 4, 13, 40, 10, 5, 5, 2, 2),        // 5 wide: phases of 3 and 2 (F(4, 3))
+      make(1, 3, 11, 29, 12, 4, 4, 2, 1),        // 4 wide: phases of 2 (F(4, 2))
+      make(1, 3, 12, 30, 12, 6, 6, 2, 2),        // 6 wide: phases of 3
+      make(2, 3, 15, 33, 16, 3, 3, 1, 1),        // 3x3 stride 1: one phase of 3
+      make(1, 2, 10, 13, 11, 4, 4, 1, 0),        // 4x4 stride 1, Wo 10
+      make(1, 1, 6, 9, 8, 2, 2, 1, 1),           // 2x2 stride 1, Wo 10, H small
+      make(1, 3, 40, 9, 20, 7, 7, 2, 3),         // W < kW + ...: Wo 5, two tiles a row
+      make(1, 3, 5, 5, 8, 7, 7, 2, 3),           // 5x5 input: every row reads padding rows
+      make(2, 4, 17, 19, 16, 5, 5, 2, 2, 1, 2),  // groups 2 (C/g 2, O/g 8)
+      make(5, 3, 30, 34, 13, 7, 7, 2, 3),        // 5 images: chunks shrink and stop at images
+      make(1, 3, 130, 61, 8, 7, 7, 2, 3),        // tall: several chunks an image
+      make(1, 3, 17, 19, 8, 7, 3, 1, 1),         // kH != kW, stride 1
+  };
+  ConvParams lopsided = make(2, 3, 16, 27, 9, 7, 7, 2, 0);  // four different pads
+  lopsided.pad_t = 3, lopsided.pad_b = 0, lopsided.pad_l = 1, lopsided.pad_r = 3;
+  testing::finish(lopsided);
+  shapes.push_back(lopsided);
+  ConvParams rect = make(1, 3, 20, 40, 12, 3, 5, 1, 0);  // strides 3 x 2, kernel 3 x 5
+  rect.sH = 3, rect.sW = 2, rect.pad_t = 1, rect.pad_b = 1, rect.pad_l = 2, rect.pad_r = 2;
+  testing::finish(rect);
+  shapes.push_back(rect);
+  uint32_t seed = 1;
+  for (const ConvParams& p : shapes) {
+    check(p, seed, seed % 2 == 1);
+    ++seed;
+  }
+}
+
+TEST(ConvWino1d, RandomShapesMatchNaive) {
+  if (!base::use_avx2()) GTEST_SKIP() << "no AVX2 on this machine";
+  std::mt19937 rng(77);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  int done = 0;
+  while (done < 40) {
+    ConvParams p;
+    p.groups = pick(1, 2);
+    p.N = pick(1, 3), p.C = p.groups * pick(1, 4), p.O = p.groups * pick(8, 20);
+    p.sW = pick(1, 2), p.sH = pick(1, 3);
+    p.kW = p.sW == 1 ? pick(2, 4) : pick(4, 8);
+    p.kH = pick(1, 7);
+    p.H = pick(1, 30), p.W = pick(1, 60);
+    p.pad_t = pick(0, 3), p.pad_b = pick(0, 3);
+    p.pad_l = pick(0, static_cast<int>(p.kW) / 2), p.pad_r = pick(0, static_cast<int>(p.kW) / 2);
+    if (p.H + p.pad_t + p.pad_b < p.kH || p.W + p.pad_l + p.pad_r < p.kW) continue;
+    testing::finish(p);
+    const conv::Impl* impl = conv::find_impl(Pass::Fwd, kName);
+    ASSERT_NE(impl, nullptr);
+    if (impl->why_not(p)) continue;  // workspace over budget (tiny layers)
+    check(p, static_cast<uint32_t>(300 + done), pick(0, 1) == 1);
+    ++done;
+  }
+}
+
+// Inf and NaN in x: the transforms would spread them over their tiles, so the call runs the direct
+// forward, and the outputs are non-finite exactly where the direct sums are. Finite x whose
+// transform overflows (x up to 1e38, tiny weights: every direct sum finite) must also
+// come out finite and right.
+TEST(ConvWino1d, NonFiniteOrHugeInputRunsTheDirectForward) {
+  if (!base::use_avx2()) GTEST_SKIP() << "no AVX2 on this machine";
+  const conv::Impl* impl = conv::find_impl(Pass::Fwd, kName);
+  ASSERT_NE(impl, nullptr);
+  for (const auto& p : {make(2, 3, 20, 37, 16, 7, 7, 2, 3), make(1, 2, 9, 20, 8, 3, 3, 1, 1)}) {
+    SCOPED_TRACE(str(p));
+    ASSERT_EQ(impl->why_not(p), nullptr);
+    std::mt19937 rng(7);
+    auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
+    const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
+    x[0] = std::numeric_limits<float>::infinity();
+    x[p.W - 1] = std::numeric_limits<float>::quiet_NaN();
+    x[x.size() - 3] = -std::numeric_limits<float>::infinity();
+    const auto r = testing::naive_fwd(p, x.data(), w.data(), nullptr);
+    std::vector<float> out(r.val.size());
+    conv::run_impl(
+        *impl, Pass::Fwd, p,
+        testing::pass_args(Pass::Fwd, p, x.data(), w.data(), nullptr, nullptr, out.data()));
+    int nonfinite = 0, finite = 0;
+    testing::expect_nonfinite_like(r, out, nonfinite, finite);
+    EXPECT_GT(nonfinite, 0);
+    EXPECT_GT(finite, 0);
+
+    auto huge = testing::random_vec(rng, p.N * p.C * p.H * p.W, 0.5f, 1.f);
+    for (float& v : huge) v *= 1e38f;
+    auto tiny = w;
+    for (float& v : tiny) v *= 1e-4f;
+    const auto rh = testing::naive_fwd(p, huge.data(), tiny.data(), nullptr);
+    std::vector<float> outh(rh.val.size());
+    conv::run_impl(
+        *impl, Pass::Fwd, p,
+        testing::pass_args(Pass::Fwd, p, huge.data(), tiny.data(), nullptr, nullptr, outh.data()));
+    const int64_t bad = testing::first_mismatch(rh, outh.data(), 4.0);
+    if (bad >= 0)
+      ADD_FAILURE() << "element " << bad << ": got " << outh[bad] << ", expected " << rh.val[bad];
+  }
+}
+
+}  // namespace
+}  // namespace convkit
