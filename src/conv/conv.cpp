@@ -35,10 +35,11 @@ const Impl* const kBwdData[] = {
     &impl::tiny_bwd_data,           &impl::smallc_bwd_data_avx2,  &impl::dwconv_bwd_data_avx2,
     &impl::direct_bwd_data_avx2,    &impl::wino_bwd_data_avx2,    &impl::gemm_bwd_data_avx2,
     &impl::direct_bwd_data_generic, &impl::gemm_bwd_data_generic, &impl::ref_bwd_data};
-const Impl* const kBwdWeight[] = {
-    &impl::tiny_bwd_weight,           &impl::smallc_bwd_weight_avx2,  &impl::dwconv_bwd_weight_avx2,
-    &impl::direct_bwd_weight_avx2,    &impl::wino_bwd_weight_avx2,    &impl::gemm_bwd_weight_avx2,
-    &impl::direct_bwd_weight_generic, &impl::gemm_bwd_weight_generic, &impl::ref_bwd_weight};
+const Impl* const kBwdWeight[] = {&impl::tiny_bwd_weight,         &impl::wino1d_bwd_weight_avx2,
+                                  &impl::smallc_bwd_weight_avx2,  &impl::dwconv_bwd_weight_avx2,
+                                  &impl::direct_bwd_weight_avx2,  &impl::wino_bwd_weight_avx2,
+                                  &impl::gemm_bwd_weight_avx2,    &impl::direct_bwd_weight_generic,
+                                  &impl::gemm_bwd_weight_generic, &impl::ref_bwd_weight};
 
 bool verbose() {
   static const bool v = [] {

@@ -429,7 +429,8 @@ std::size_t wino_fwd_ws(const ConvParams& p, int nt) {
   return std::max(w.u_floats() + nt * w.thread_floats(), fwd_ws(p, nt));
 }
 
-const char* wino_fwd_why_not(const ConvParams& p) {
+// The geometry both passes need (forward and weight gradient).
+const char* wino_rows_why_not(const ConvParams& p) {
   if (const char* why = common_why_not(p)) return why;
   if (p.dW != 1 || p.sW > 2) return "needs dilation 1 and stride 1 or 2 along W";
   if (p.kW < 2 * p.sW || ceil_div(p.kW, p.sW) > 4)
@@ -439,8 +440,20 @@ const char* wino_fwd_why_not(const ConvParams& p) {
   if (std::max(p.pad_l, p.pad_r) > p.kW / 2)
     return "padding wider than kW / 2: outputs that read mostly padding would get their tiles' "
            "rounding noise, large against their own few terms";
+  return nullptr;
+}
+
+const char* wino_fwd_why_not(const ConvParams& p) {
+  if (const char* why = wino_rows_why_not(p)) return why;
   if (!within_budget(p, wino_fwd_ws(p, 1))) return "workspace over budget";
   return nullptr;
+}
+
+// G[e][j] of F(4, r).
+double wino_g(int64_t r, int64_t e, int64_t j) {
+  return r == 2   ? ks::wino1d::Mat<2>::G[e][j]
+         : r == 3 ? ks::wino1d::Mat<3>::G[e][j]
+                  : ks::wino1d::Mat<4>::G[e][j];
 }
 
 void wino_fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
@@ -614,11 +627,179 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   }
 }
 
+// ---- weight gradient by 1-D Winograd along rows ("winograd1d_avx2") -----------------------------
+//
+// The adjoint of the forward above: with V the transformed input rows and (A gy) the transformed
+// output-gradient rows (A = AT's transpose), per element e of the transform
+//   S[e][o][k] = sum over the tiles of all rows and images of (A gy)[o][e] * V[k][e]
+// (k = (c kH + kh) sW + ph, a row of the forward's sum), and gw[o][c][kh][ph + sW j] =
+// sum_e G[e][j] S[e][o][k] in double: 7 K / 4 products a tile position for the stem where the
+// direct sums take 7 K / 2. The reduction is cut into chunks of whole rows of one image, fixed by
+// the shape; a chunk runs its rows a few at a time (sub-chunks whose transformed rows stay in L1
+// and L2), adding each sub-chunk's lane sums into its partial S; the partials are added in chunk
+// order, so the bits do not depend on the thread count. gb: each chunk's share, summed from its
+// gy rows as smallc does. NaN/Inf (or an overflow in a transform) make some partial non-finite;
+// the call then runs smallc's direct weight gradient, whose NaN/Inf follow the direct sums.
+constexpr int64_t kGwSubTiles = 256;       // tiles a sub-chunk: its transformed rows stay in L1
+constexpr int64_t kGwChunkOutputs = 4096;  // output positions a chunk (a partial), about
+
+struct GwPlan {
+  Rows1d w;
+  int64_t sub, rows, per_image, chunks;  // rows a sub-chunk and a chunk; chunks an image, in all
+  int64_t gs;                            // floats of one (e, o) run of transformed gy tiles
+  int64_t s_floats() const { return w.A * w.k.G * w.k.cout * w.K; }  // one partial S
+  std::size_t thread_floats() const {
+    return w.thread_floats() + base::align_floats(static_cast<std::size_t>(w.A * w.k.cout * gs));
+  }
+};
+
+GwPlan make_gw_plan(const ConvParams& p) {
+  GwPlan g{};
+  g.w = make_rows1d(p);
+  g.sub = std::clamp<int64_t>(ceil_div(kGwSubTiles, g.w.tw), 1, g.w.k.R);
+  g.rows = g.sub * std::max<int64_t>(1, kGwChunkOutputs / (g.sub * p.Wo));
+  g.per_image = ceil_div(p.Ho, g.rows);
+  g.chunks = p.N * g.per_image;
+  // A sub-chunk's last row writes tp tiles from its start; the kernel reads whole vectors.
+  g.gs = base::align_floats(g.sub * g.w.tw + g.w.tp + 8);
+  return g;
+}
+
+std::size_t wino_gw_ws(const ConvParams& p, int nt) {
+  const GwPlan g = make_gw_plan(p);
+  return std::max(base::align_floats(static_cast<std::size_t>(g.chunks * g.s_floats())) +
+                      base::align_floats(static_cast<std::size_t>(2 * g.chunks * p.O)) +
+                      base::align_floats(static_cast<std::size_t>(2 * g.s_floats())) +
+                      nt * g.thread_floats(),
+                  bwd_weight_ws(p, nt));
+}
+
+const char* wino_gw_why_not(const ConvParams& p) {
+  if (const char* why = wino_rows_why_not(p)) return why;
+  if (!within_budget(p, wino_gw_ws(p, 1))) return "workspace over budget";
+  return nullptr;
+}
+
+void wino_gw(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  if (!a.gw) {  // the bias gradient alone
+    bwd_weight(p, a, ws, max_nt);
+    return;
+  }
+  const GwPlan gp = make_gw_plan(p);
+  const Rows1d& w = gp.w;
+  const Corr& k = w.k;
+  const int64_t sf = gp.s_floats();
+  std::vector<int64_t> koff(static_cast<std::size_t>(w.K));
+  for (int64_t c = 0, i = 0; c < k.cin; ++c)
+    for (int64_t kh = 0; kh < k.kH; ++kh)
+      for (int64_t ph = 0; ph < k.sW; ++ph, ++i) koff[i] = w.v_offset(c, kh, ph);
+  float* parts = ws;  // (chunks, G, A, cout, K)
+  double* bias_parts =
+      reinterpret_cast<double*>(ws + base::align_floats(static_cast<std::size_t>(gp.chunks * sf)));
+  double* sum = reinterpret_cast<double*>(
+      ws + base::align_floats(static_cast<std::size_t>(gp.chunks * sf)) +
+      base::align_floats(static_cast<std::size_t>(2 * gp.chunks * p.O)));  // (G, A, cout, K)
+  float* per_thread =
+      reinterpret_cast<float*>(sum) + base::align_floats(static_cast<std::size_t>(2 * sf));
+  const int nt =
+      static_cast<int>(std::min<int64_t>(base::threads_for(p.flops(), max_nt), gp.chunks));
+  std::atomic<bool> finite{true};
+  std::atomic<int64_t> next{0};  // chunks are taken in turn (see the top of the file)
+  base::parallel_run(nt, [&](int tid, int) {
+    float* buf = per_thread + tid * gp.thread_floats();
+    float* v = buf + k.buffer_floats();
+    float* gt = v + w.v_floats();  // (A, 6, gs): transformed gy of a block of channels
+    clear_buffer(k, buf);
+    std::fill(v, v + w.v_floats(), 0.f);
+    for (int64_t ch; (ch = next.fetch_add(1, std::memory_order_relaxed)) < gp.chunks;) {
+      const int64_t n = ch / gp.per_image, r0 = ch % gp.per_image * gp.rows;
+      const int64_t r1 = std::min(p.Ho, r0 + gp.rows);
+      float* s = parts + ch * sf;
+      std::fill(s, s + sf, 0.f);
+      double* bsum = bias_parts + ch * p.O;
+      std::fill(bsum, bsum + p.O, 0.0);
+      bool ok = true;
+      for (int64_t g = 0; g < k.G; ++g)
+        for (int64_t h0 = r0; h0 < r1; h0 += gp.sub) {
+          const int64_t rows = std::min(gp.sub, r1 - h0), hb = (rows - 1) * k.sH + k.kH;
+          fill(k, a.x + (n * k.G + g) * k.cin * k.Hs * k.Ws, h0 * k.sH, rows, buf);
+          for (int64_t c = 0; c < k.cin; ++c)
+            for (int64_t i = 0; i < hb; ++i)
+              for (int64_t ph = 0; ph < k.sW; ++ph)
+                ok &= ks::f32_wino1d_input__avx2_fma(
+                    w.r, w.tp, buf + c * k.plane + (i * k.sW + ph) * k.Wq,
+                    v + ((c * k.sH + i % k.sH) * k.sW + ph) * w.A * w.lq + i / k.sH * w.tw, w.lq);
+          // Per block of output channels: their gy rows transformed (in L1), then their products
+          // with every row of V. Rows in order: a row's tiles past tw (zeros: gy reads as 0 past
+          // Wo) are overwritten by the next row's; past the last row's, zeros up to whole
+          // vectors.
+          const int64_t q = rows * w.tw, qv = ceil_div(q, 8) * 8, written = q - w.tw + w.tp;
+          for (int64_t o0 = 0; o0 < k.cout; o0 += ks::kMaxRowChannels) {
+            const int64_t nb = std::min<int64_t>(ks::kMaxRowChannels, k.cout - o0);
+            for (int64_t o = 0; o < nb; ++o) {
+              const float* gy = a.gy + ((n * p.O + g * k.cout + o0 + o) * p.Ho + h0) * p.Wo;
+              for (int64_t rl = 0; rl < rows; ++rl)
+                ok &= ks::f32_wino1d_grad_output__avx2_fma(w.r, p.Wo, gy + rl * p.Wo,
+                                                           gt + o * gp.gs + rl * w.tw, nb * gp.gs);
+              for (int64_t e = 0; written < qv && e < w.A; ++e)
+                std::fill(gt + (e * nb + o) * gp.gs + written, gt + (e * nb + o) * gp.gs + qv, 0.f);
+            }
+            // The next block's gy rows (in this sub-chunk), fetched while this block's products
+            // run: gy is read once, from memory (its transforms stalled on it: a fifth of the
+            // time without this).
+            ks::Ahead ahead;
+            if (o0 + nb < k.cout) {
+              ahead.first = a.gy + ((n * p.O + g * k.cout + o0 + nb) * p.Ho + h0) * p.Wo;
+              ahead.stride = p.Ho * p.Wo;
+              ahead.runs = std::min<int64_t>(ks::kMaxRowChannels, k.cout - o0 - nb);
+              ahead.lines = ceil_div(rows * p.Wo, 16) + 1;
+            }
+            ks::f32_wino1d_gw__avx2_fma(w.r, w.K, nb, qv / 8, gt, gp.gs, v, koff.data(), w.lq,
+                                        s + (g * w.A * k.cout + o0) * w.K, k.cout * w.K, ahead);
+          }
+        }
+      if (a.gb)  // rows r0 .. r1 of image n, every channel
+        add_lane_sums(a.gy + (n * p.O * p.Ho + r0) * p.Wo, p.Ho * p.Wo, p.O, (r1 - r0) * p.Wo,
+                      bsum);
+      if (!ok || !all_finite(s, sf)) finite.store(false, std::memory_order_relaxed);
+    }
+  });
+  if (!finite) {
+    note_fallback("winograd1d_avx2", "bwd_weight", "non-finite values in x or gy (or a transform)",
+                  "smallc_avx2's direct weight gradient");
+    bwd_weight(p, a, ws, max_nt);
+    return;
+  }
+  // S = the partials in chunk order (double); gw = G^T S per kernel row phase, rounded once.
+  std::fill(sum, sum + sf, 0.0);
+  for (int64_t ch = 0; ch < gp.chunks; ++ch)
+    for (int64_t i = 0; i < sf; ++i) sum[i] += parts[ch * sf + i];
+  for (int64_t g = 0; g < k.G; ++g)
+    for (int64_t o = 0; o < k.cout; ++o)
+      for (int64_t c = 0, i = 0; c < k.cin; ++c)
+        for (int64_t kh = 0; kh < k.kH; ++kh)
+          for (int64_t ph = 0; ph < k.sW; ++ph, ++i)
+            for (int64_t j = 0; j < w.r && ph + k.sW * j < k.kW; ++j) {
+              double t = 0;
+              for (int64_t e = 0; e < w.A; ++e)
+                t += wino_g(w.r, e, j) * sum[((g * w.A + e) * k.cout + o) * w.K + i];
+              a.gw[(((g * k.cout + o) * k.cin + c) * k.kH + kh) * k.kW + ph + k.sW * j] =
+                  static_cast<float>(t);
+            }
+  if (a.gb)
+    for (int64_t o = 0; o < p.O; ++o) {
+      double t = 0.0;
+      for (int64_t ch = 0; ch < gp.chunks; ++ch) t += bias_parts[ch * p.O + o];
+      a.gb[o] = static_cast<float>(t);
+    }
+}
+
 }  // namespace
 
 const Impl smallc_fwd_avx2{"smallc_avx2", fwd_why_not, fwd_ws, fwd};
 const Impl wino1d_fwd_avx2{"winograd1d_avx2", wino_fwd_why_not, wino_fwd_ws, wino_fwd};
 const Impl smallc_bwd_data_avx2{"smallc_avx2", bwd_data_why_not, bwd_data_ws, bwd_data};
 const Impl smallc_bwd_weight_avx2{"smallc_avx2", bwd_weight_why_not, bwd_weight_ws, bwd_weight};
+const Impl wino1d_bwd_weight_avx2{"winograd1d_avx2", wino_gw_why_not, wino_gw_ws, wino_gw};
 
 }  // namespace convkit::conv::impl

@@ -1,8 +1,9 @@
-// The forward by 1-D Winograd along rows ("winograd1d_avx2", conv/impl_smallc.cpp): its transform
-// matrices, which layers it takes, its tiles (rows crossed by a block, partial tiles, both phases
-// of a stride, padding rows and columns) against the naive loops within Winograd's stated bound
-// (4x the direct-sum bound) with the same bits at 1 and 2 threads, and NaN/Inf in x (or a
-// transform that overflows) handed to the direct forward.
+// The forward and weight gradient by 1-D Winograd along rows ("winograd1d_avx2",
+// conv/impl_smallc.cpp): its transform matrices, which layers it takes, its tiles (rows crossed by
+// a block, partial tiles, both phases of a stride, padding rows and columns, chunks of the
+// reduction) against the naive loops within Winograd's stated bound (4x the direct-sum bound) with
+// the same bits at 1 and 2 threads, and NaN/Inf in x or gy (or a transform that overflows) handed
+// to the direct loops.
 #include "kernels/smallc/wino1d.h"
 
 #include <convkit/runtime.h>
@@ -75,10 +76,13 @@ TEST(ConvWino1d, TakesWideFewChannelRowsOnly) {
   ASSERT_NE(impl, nullptr);
   const double im2col = 4.0 * 3 * 49 * 112 * 112 * sizeof(float);
   EXPECT_LE(double(conv::workspace_bytes(*impl, stem)), 0.25 * im2col);
-  // Forward only; and not: 5 taps a phase (5x5 stride 1), dilation, fewer than 8 output channels,
-  // padding past kW / 2, 5 input channels, 3x3 stride 2.
+  EXPECT_STREQ(conv::choose(Pass::BwdWeight, stem).name, kName);
+  const conv::Impl* gw = conv::find_impl(Pass::BwdWeight, kName);
+  ASSERT_NE(gw, nullptr);
+  EXPECT_LE(double(conv::workspace_bytes(*gw, stem)), 0.25 * im2col);
+  // Not backward-data; and not: 5 taps a phase (5x5 stride 1), dilation, fewer than 8 output
+  // channels, padding past kW / 2, 5 input channels, 3x3 stride 2.
   EXPECT_EQ(conv::find_impl(Pass::BwdData, kName), nullptr);
-  EXPECT_EQ(conv::find_impl(Pass::BwdWeight, kName), nullptr);
   EXPECT_NE(impl->why_not(make(1, 1, 28, 28, 8, 5, 5, 1, 2)), nullptr);
   EXPECT_NE(impl->why_not(make(1, 3, 28, 28, 8, 3, 3, 1, 2, 2)), nullptr);
   EXPECT_NE(impl->why_not(make(1, 3, 28, 28, 7, 7, 7, 2, 3)), nullptr);
@@ -88,39 +92,64 @@ TEST(ConvWino1d, TakesWideFewChannelRowsOnly) {
   EXPECT_EQ(impl->why_not(make(1, 3, 28, 28, 8, 4, 4, 1, 2)), nullptr);  // pad 2 = kW / 2
 }
 
-// Runs the implementation at 1 and 2 threads: both within 4x the direct-sum bound of the naive
-// loops, and the same bits.
+// Runs the forward and the weight gradient at 1 and 2 threads: both within 4x the direct-sum bound
+// of the naive loops (the weight gradient's bias gradient within the direct bound: it is summed
+// directly), and the same bits.
 void check(const ConvParams& p, uint32_t seed, bool bias) {
-  const conv::Impl* impl = conv::find_impl(Pass::Fwd, kName);
-  ASSERT_NE(impl, nullptr);
   SCOPED_TRACE(str(p) + (bias ? " bias" : ""));
-  ASSERT_EQ(impl->why_not(p), nullptr);
   std::mt19937 rng(seed);
   const auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
   const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
   const auto b = testing::random_vec(rng, p.O);
-  const auto r = testing::naive_fwd(p, x.data(), w.data(), bias ? b.data() : nullptr);
-  std::vector<float> first;
-  for (int threads : {1, 2}) {
-    SCOPED_TRACE("threads " + std::to_string(threads));
-    std::vector<float> out(r.val.size() + 8, std::numeric_limits<float>::quiet_NaN());
-    const ConvArgs a = testing::pass_args(Pass::Fwd, p, x.data(), w.data(),
-                                          bias ? b.data() : nullptr, nullptr, out.data());
-    set_num_threads(threads);
-    conv::run_impl(*impl, Pass::Fwd, p, a);
-    set_num_threads(0);
-    const int64_t bad = testing::first_mismatch(r, out.data(), 4.0);
-    if (bad >= 0)
-      ADD_FAILURE() << "element " << bad << ": got " << out[bad] << ", expected " << r.val[bad]
-                    << " (sum|term| " << r.mag[bad] << ")";
-    for (std::size_t i = r.val.size(); i < out.size(); ++i)
-      EXPECT_TRUE(std::isnan(out[i])) << "wrote past the output at " << i;
-    out.resize(r.val.size());
-    if (first.empty())
-      first = out;
-    else
-      EXPECT_EQ(0, std::memcmp(first.data(), out.data(), out.size() * sizeof(float)))
-          << "bits differ between 1 and 2 threads";
+  const auto gy = testing::random_vec(rng, p.N * p.O * p.Ho * p.Wo);
+  for (Pass pass : {Pass::Fwd, Pass::BwdWeight}) {
+    SCOPED_TRACE(conv::pass_name(pass));
+    const conv::Impl* impl = conv::find_impl(pass, kName);
+    ASSERT_NE(impl, nullptr);
+    ASSERT_EQ(impl->why_not(p), nullptr);
+    const auto r = pass == Pass::Fwd
+                       ? testing::naive_fwd(p, x.data(), w.data(), bias ? b.data() : nullptr)
+                       : testing::naive_bwd_weight(p, gy.data(), x.data());
+    const std::size_t nw = static_cast<std::size_t>(p.O * p.Cg() * p.kH * p.kW);
+    std::vector<float> first;
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE("threads " + std::to_string(threads));
+      std::vector<float> out(r.val.size() + 8, std::numeric_limits<float>::quiet_NaN());
+      ConvArgs a = testing::pass_args(pass, p, x.data(), w.data(), bias ? b.data() : nullptr,
+                                      gy.data(), out.data());
+      if (pass == Pass::BwdWeight && !bias) a.gb = nullptr;
+      set_num_threads(threads);
+      conv::run_impl(*impl, pass, p, a);
+      set_num_threads(0);
+      const std::size_t checked = pass == Pass::BwdWeight && !bias ? nw : r.val.size();
+      // The weight gradient's stated bound, as F(4x4, 3x3)'s (tests/conv/impl_test.cpp): its
+      // transforms mix the taps of a kernel, so an element's error scales with the largest S in
+      // its kernel, plus 256 u S. The bias gradient is summed directly: the direct bound.
+      const testing::Naive rk = pass == Pass::BwdWeight
+                                    ? testing::kernelwise(r, static_cast<int64_t>(nw), p.kH * p.kW)
+                                    : r;
+      for (std::size_t i = 0; i < checked; ++i) {
+        const double u = std::ldexp(1.0, -24);
+        const bool gb = pass == Pass::BwdWeight && i >= nw;
+        const double tol = ((gb ? 1.0 : 4.0) * 2.0 * double(r.terms + 2) +
+                            (pass == Pass::BwdWeight ? 256.0 : 0.0)) *
+                               u * rk.mag[i] +
+                           1e-30;
+        if (!(std::fabs(double(out[i]) - r.val[i]) <= tol)) {
+          ADD_FAILURE() << "element " << i << ": got " << out[i] << ", expected " << r.val[i]
+                        << " (sum|term| " << r.mag[i] << ", kernel's largest " << rk.mag[i] << ")";
+          break;
+        }
+      }
+      for (std::size_t i = checked; i < out.size(); ++i)
+        EXPECT_TRUE(std::isnan(out[i])) << "wrote past the output at " << i;
+      out.resize(checked);
+      if (first.empty())
+        first = out;
+      else
+        EXPECT_EQ(0, std::memcmp(first.data(), out.data(), out.size() * sizeof(float)))
+            << "bits differ between 1 and 2 threads";
+    }
   }
 }
 
@@ -188,7 +217,7 @@ TEST(ConvWino1d, RandomShapesMatchNaive) {
 // forward, and the outputs are non-finite exactly where the direct sums are. Finite x whose
 // transform overflows (x up to 1e38, tiny weights: every direct sum finite) must also
 // come out finite and right.
-TEST(ConvWino1d, NonFiniteOrHugeInputRunsTheDirectForward) {
+TEST(ConvWino1d, NonFiniteOrHugeValuesRunTheDirectLoops) {
   if (!base::use_avx2()) GTEST_SKIP() << "no AVX2 on this machine";
   const conv::Impl* impl = conv::find_impl(Pass::Fwd, kName);
   ASSERT_NE(impl, nullptr);
@@ -210,6 +239,24 @@ TEST(ConvWino1d, NonFiniteOrHugeInputRunsTheDirectForward) {
     testing::expect_nonfinite_like(r, out, nonfinite, finite);
     EXPECT_GT(nonfinite, 0);
     EXPECT_GT(finite, 0);
+
+    // The weight gradient with Inf/NaN in x, then in gy alone.
+    const conv::Impl* gw = conv::find_impl(Pass::BwdWeight, kName);
+    ASSERT_NE(gw, nullptr);
+    auto gy = testing::random_vec(rng, p.N * p.O * p.Ho * p.Wo);
+    const auto clean_x = testing::random_vec(rng, p.N * p.C * p.H * p.W);
+    for (int which = 0; which < 2; ++which) {
+      SCOPED_TRACE(which == 0 ? "gw, x non-finite" : "gw, gy non-finite");
+      if (which == 1) gy[p.Wo + 1] = -std::numeric_limits<float>::infinity();
+      const auto& xs = which == 0 ? x : clean_x;
+      const auto rw = testing::naive_bwd_weight(p, gy.data(), xs.data());
+      std::vector<float> outw(rw.val.size());
+      conv::run_impl(*gw, Pass::BwdWeight, p,
+                     testing::pass_args(Pass::BwdWeight, p, xs.data(), nullptr, nullptr, gy.data(),
+                                        outw.data()));
+      testing::expect_nonfinite_like(rw, outw, nonfinite, finite);
+      EXPECT_GT(nonfinite, 0);
+    }
 
     auto huge = testing::random_vec(rng, p.N * p.C * p.H * p.W, 0.5f, 1.f);
     for (float& v : huge) v *= 1e38f;

@@ -71,4 +71,24 @@ void f32_wino1d_tiles__avx2_fma(int64_t r, int64_t K, const float* v, const int6
                                 int64_t q0, int64_t q_end, int64_t tw, int64_t wo, float* y,
                                 int64_t y_cs, float* m);
 
+// Weight gradient (the adjoint of the forward's tiles): the output gradient of one row
+// transformed, g[e * es + t] = sum_i AT[i][e] gy[4 t + i] (gy read as 0 at and past wo) for e < r
+// + 3 and t < round_up(ceil(wo / 4), 8); reads gy[0, wo). Returns false when some g is Inf or NaN.
+bool f32_wino1d_grad_output__avx2_fma(int64_t r, int64_t wo, const float* gy, float* g, int64_t es);
+// Lines to prefetch while a kernel runs: `runs` runs of `lines` 64-byte lines, run i from
+// first + i * stride floats (a hint: any addresses).
+struct Ahead {
+  const float* first = nullptr;
+  int64_t stride = 0, runs = 0, lines = 0;
+};
+
+// s[e * s_es + o * K + k] += the lanes, added pairwise, of
+//   sum over q < 8 nq, in order within each lane q % 8, of g[(e * cout + o) * gs + q] *
+//   v[koff[k] + e * es + q]
+// for e < r + 3, o < cout, k < K: the transformed products a weight gradient sums over tiles.
+// Prefetches `ahead` (the next call's gy rows) as it goes.
+void f32_wino1d_gw__avx2_fma(int64_t r, int64_t K, int64_t cout, int64_t nq, const float* g,
+                             int64_t gs, const float* v, const int64_t* koff, int64_t es, float* s,
+                             int64_t s_es, const Ahead& ahead);
+
 }  // namespace convkit::kernels::smallc

@@ -310,6 +310,75 @@ void outputs(int64_t cout, const float* m, const float* bias, const int64_t* off
   }
 }
 
+// ---- 1-D Winograd rows: weight gradient -----------------------------------------------------
+
+template <int R, int E>
+struct AtCol {
+  static constexpr double at(int i) { return w1::Mat<R>::AT[i][E]; }
+};
+
+template <int R>
+bool grad_output_row(int64_t wo, const float* gy, float* g, int64_t es) {
+  constexpr int A = w1::Mat<R>::A;
+  const int64_t tiles = (wo + 31) / 32 * 8;  // 8-tile groups of 32 outputs
+  __m256 nonfinite = _mm256_setzero_ps();
+  alignas(32) float tail[32];
+  for (int64_t t = 0; t < tiles; t += 8) {
+    const float* src = gy + 4 * t;
+    if (4 * t + 32 > wo) {  // the row's end: the outputs past wo read as 0
+      for (int64_t i = 0; i < 32; ++i) tail[i] = 4 * t + i < wo ? src[i] : 0.f;
+      src = tail;
+    }
+    __m256 x[4];
+    deinterleave4(src, x);
+    unroll<A>([&](auto e) {
+      const __m256 s = combine<4, AtCol<R, e>>(x);
+      _mm256_storeu_ps(g + e * es + t, s);
+      nonfinite = _mm256_or_ps(nonfinite, _mm256_mul_ps(s, _mm256_setzero_ps()));
+    });
+  }
+  return _mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)) == 0;
+}
+
+// C output channels x KB (1 or 2) rows of the sum: s[o * K + k] += the lanes of the sum over q
+// vectors of g[o * gs + q] * v[koff[k] + q], added as ((l0 + l1) + (l4 + l5)) + ((l2 + l3) +
+// (l6 + l7)).
+template <int C, int KB>
+void gw_tiles_block(int64_t K, int64_t nq, const float* g, int64_t gs, const float* v,
+                    const int64_t* koff, float* s) {
+  __m256 acc[C][2];
+  unroll<C>([&](auto o) { acc[o][0] = acc[o][1] = _mm256_setzero_ps(); });
+  const float* vk[KB];
+  unroll<KB>([&](auto k) { vk[k] = v + koff[k]; });
+  for (int64_t q = 0; q < 8 * nq; q += 8) {
+    __m256 xv[KB];
+    unroll<KB>([&](auto k) { xv[k] = _mm256_loadu_ps(vk[k] + q); });
+    unroll<C>([&](auto o) {
+      __m256 gv = _mm256_loadu_ps(g + o * gs + q);
+      asm("" : "+x"(gv));  // one load for both rows (folded into each FMA, it was loaded twice)
+      unroll<KB>([&](auto k) { acc[o][k] = _mm256_fmadd_ps(gv, xv[k], acc[o][k]); });
+    });
+  }
+  unroll<C>([&](auto o) {
+    // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7] -> [a, b, a, b] (pairs of lanes)
+    const __m256 h = _mm256_hadd_ps(acc[o][0], acc[o][1]);
+    const __m128 q4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    const __m128 sums = _mm_hadd_ps(q4, q4);
+    if constexpr (KB == 2) {
+      const __m128 old = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s + o * K)));
+      _mm_store_sd(reinterpret_cast<double*>(s + o * K), _mm_castps_pd(_mm_add_ps(old, sums)));
+    } else {
+      s[o * K] += _mm_cvtss_f32(sums);
+    }
+  });
+}
+using GwTilesFn = void (*)(int64_t, int64_t, const float*, int64_t, const float*, const int64_t*,
+                           float*);
+constexpr GwTilesFn kGwTiles[kMaxRowChannels][2] = {
+    {gw_tiles_block<1, 1>, gw_tiles_block<1, 2>}, {gw_tiles_block<2, 1>, gw_tiles_block<2, 2>},
+    {gw_tiles_block<3, 1>, gw_tiles_block<3, 2>}, {gw_tiles_block<4, 1>, gw_tiles_block<4, 2>},
+    {gw_tiles_block<5, 1>, gw_tiles_block<5, 2>}, {gw_tiles_block<6, 1>, gw_tiles_block<6, 2>}};
+
 }  // namespace
 
 void f32_gather_stride2__avx2(int64_t n, const float* s, float* d) {
@@ -390,6 +459,38 @@ void f32_wino1d_tiles__avx2_fma(int64_t r, int64_t K, const float* v, const int6
     outputs<3>(cout, m, bias, off, n, y, y_cs);
   else
     outputs<4>(cout, m, bias, off, n, y, y_cs);
+}
+
+bool f32_wino1d_grad_output__avx2_fma(int64_t r, int64_t wo, const float* gy, float* g,
+                                      int64_t es) {
+  return r == 2   ? grad_output_row<2>(wo, gy, g, es)
+         : r == 3 ? grad_output_row<3>(wo, gy, g, es)
+                  : grad_output_row<4>(wo, gy, g, es);
+}
+
+void f32_wino1d_gw__avx2_fma(int64_t r, int64_t K, int64_t cout, int64_t nq, const float* g,
+                             int64_t gs, const float* v, const int64_t* koff, int64_t es, float* s,
+                             int64_t s_es, const Ahead& ahead) {
+  // Per element: blocks of 6 channels x 2 rows of the sum; a block's g rows stay in L1 while the
+  // K rows of v at e (a few KiB) stream past them. The lines in `ahead` go out spread over the
+  // blocks.
+  const int64_t A = r + 3;
+  const int64_t calls = A * ((cout + kMaxRowChannels - 1) / kMaxRowChannels) * ((K + 1) / 2);
+  const int64_t per_call = (ahead.runs * ahead.lines + calls - 1) / calls;
+  int64_t run = 0, line = 0;
+  for (int64_t e = 0; e < A; ++e)
+    for (int64_t o = 0; o < cout; o += kMaxRowChannels) {
+      const int64_t c = std::min<int64_t>(kMaxRowChannels, cout - o);
+      for (int64_t k = 0; k < K; k += 2) {
+        for (int64_t i = 0; i < per_call && run < ahead.runs; ++i) {
+          _mm_prefetch(reinterpret_cast<const char*>(ahead.first + run * ahead.stride + 16 * line),
+                       _MM_HINT_T0);
+          if (++line == ahead.lines) line = 0, ++run;
+        }
+        kGwTiles[c - 1][std::min<int64_t>(2, K - k) - 1](
+            K, nq, g + (e * cout + o) * gs, gs, v + e * es, koff + k, s + e * s_es + o * K + k);
+      }
+    }
 }
 
 }  // namespace convkit::kernels::smallc
