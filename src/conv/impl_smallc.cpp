@@ -385,6 +385,10 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
 // Tasks, buffers and the order of every sum are smallc's and fixed by the shape: the bits do not
 // depend on the thread count. Rows of the buffer that lie in the padding are zero, so the kernel
 // rows reading them add exact zeros (no rows are skipped).
+// Error: the transforms mix the 4 outputs of a tile, so an output's rounding error scales with the
+// largest sum of |terms| in its tile (the tests allow 4x the direct-sum bound over that). An output
+// whose window reads only zeros (padding, or zeros in x) is not exactly its bias but carries its
+// tile's noise, about u times its neighbours: padding wider than kW / 2 goes to smallc for that.
 // NaN/Inf: the transforms would spread a non-finite input over its tile (Inf - Inf = NaN); such a
 // value shows as a non-finite V, and the call is then run again by smallc's direct forward, whose
 // NaN/Inf follow the direct convolution's. Non-finite weights go to it from the start.

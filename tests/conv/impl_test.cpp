@@ -63,12 +63,15 @@ int check_all(const ConvParams& p, uint32_t seed, bool bias = true) {
       // the weight gradient, over the kernel's largest S and 256 u S more (measured at most 50 u
       // S over 1150 random shapes, with as few as 1 term).
       const bool wino = std::string(impl->name).rfind("winograd", 0) == 0;
+      // The 1-D rows' forward: over the largest S within its tile of 4 along the row.
       const bool wino_w = wino && pass == Pass::BwdWeight;
+      const bool rows_y = pass == Pass::Fwd && std::string(impl->name) == "winograd1d_avx2";
       const testing::Naive rk =
-          wino_w ? testing::kernelwise(*r, p.O * p.Cg() * p.kH * p.kW, p.kH * p.kW)
-                 : testing::Naive{};
-      const int64_t bad = testing::first_mismatch(wino_w ? rk : *r, out.data(), wino ? 4.0 : 1.0,
-                                                  wino_w ? 256.0 : 0.0);
+          wino_w   ? testing::kernelwise(*r, p.O * p.Cg() * p.kH * p.kW, p.kH * p.kW)
+          : rows_y ? testing::rowwise(*r, p.Wo, 3)
+                   : testing::Naive{};
+      const int64_t bad = testing::first_mismatch(wino_w || rows_y ? rk : *r, out.data(),
+                                                  wino ? 4.0 : 1.0, wino_w ? 256.0 : 0.0);
       if (bad >= 0)
         ADD_FAILURE() << "element " << bad << ": got " << out[bad] << ", expected " << r->val[bad]
                       << " (sum|term| " << r->mag[bad] << ")";

@@ -148,6 +148,20 @@ inline int64_t first_mismatch(const Naive& r, const float* got, double extra_fac
   return -1;
 }
 
+// A Winograd forward mixes the outputs of a tile in its transforms, so an output's rounding error
+// scales with the largest S in its tile, not with its own (an output whose window reads only zeros,
+// padding or data, has S = 0 but gets its tile's noise). For tiles of up to reach + 1 outputs
+// along rows of W: this copy gives every element the largest S within reach along its row.
+inline Naive rowwise(Naive r, int64_t W, int64_t reach) {
+  const std::vector<double> own = r.mag;
+  for (size_t i = 0; i < own.size(); ++i) {
+    const int64_t j = static_cast<int64_t>(i) % W;
+    for (int64_t d = -std::min(reach, j); d <= std::min(reach, W - 1 - j); ++d)
+      r.mag[i] = std::max(r.mag[i], own[static_cast<size_t>(static_cast<int64_t>(i) + d)]);
+  }
+  return r;
+}
+
 // Winograd's weight gradient mixes the taps of a kernel in its transforms, so an element's
 // rounding error scales with the largest S among the `taps` elements of its kernel, not with its
 // own (a tap that reads mostly padding has a far smaller S). This copy of a weight-gradient result

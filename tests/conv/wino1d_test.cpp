@@ -93,8 +93,9 @@ TEST(ConvWino1d, TakesWideFewChannelRowsOnly) {
 }
 
 // Runs the forward and the weight gradient at 1 and 2 threads: both within 4x the direct-sum bound
-// of the naive loops (the weight gradient's bias gradient within the direct bound: it is summed
-// directly), and the same bits.
+// of the naive loops, over the largest S in the output's tile (forward) or kernel (weight
+// gradient, plus 256 u S; its bias gradient within the direct bound: it is summed directly), and
+// the same bits.
 void check(const ConvParams& p, uint32_t seed, bool bias) {
   SCOPED_TRACE(str(p) + (bias ? " bias" : ""));
   std::mt19937 rng(seed);
@@ -127,7 +128,7 @@ void check(const ConvParams& p, uint32_t seed, bool bias) {
       // its kernel, plus 256 u S. The bias gradient is summed directly: the direct bound.
       const testing::Naive rk = pass == Pass::BwdWeight
                                     ? testing::kernelwise(r, static_cast<int64_t>(nw), p.kH * p.kW)
-                                    : r;
+                                    : testing::rowwise(r, p.Wo, 3);
       for (std::size_t i = 0; i < checked; ++i) {
         const double u = std::ldexp(1.0, -24);
         const bool gb = pass == Pass::BwdWeight && i >= nw;
@@ -150,6 +151,33 @@ void check(const ConvParams& p, uint32_t seed, bool bias) {
         EXPECT_EQ(0, std::memcmp(first.data(), out.data(), out.size() * sizeof(float)))
             << "bits differ between 1 and 2 threads";
     }
+  }
+}
+
+// Zeros in x (an image's black border, or padding the caller added): outputs whose windows read
+// only zeros get their tiles' rounding noise (without the tile's S in the bound, this test fails),
+// within the stated bound over the tile's largest S.
+TEST(ConvWino1d, ZeroRegionsStayWithinTheTileBound) {
+  if (!base::use_avx2()) GTEST_SKIP() << "no AVX2 on this machine";
+  const conv::Impl* impl = conv::find_impl(Pass::Fwd, kName);
+  ASSERT_NE(impl, nullptr);
+  for (const auto& p : {make(2, 4, 10, 19, 8, 2, 2), make(1, 3, 30, 41, 16, 7, 7, 2, 3)}) {
+    SCOPED_TRACE(str(p));
+    ASSERT_EQ(impl->why_not(p), nullptr);
+    std::mt19937 rng(3);
+    auto x = testing::random_vec(rng, p.N * p.C * p.H * p.W, -100.f, 100.f);
+    for (int64_t i = 0; i < static_cast<int64_t>(x.size()); ++i)
+      if (i % p.W < 6 || (i / p.W) % p.H < 4) x[static_cast<size_t>(i)] = 0.f;
+    const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
+    const auto b = testing::random_vec(rng, p.O, -1e-3f, 1e-3f);
+    const auto r = testing::naive_fwd(p, x.data(), w.data(), b.data());
+    std::vector<float> out(r.val.size());
+    conv::run_impl(
+        *impl, Pass::Fwd, p,
+        testing::pass_args(Pass::Fwd, p, x.data(), w.data(), b.data(), nullptr, out.data()));
+    const int64_t bad = testing::first_mismatch(testing::rowwise(r, p.Wo, 3), out.data(), 4.0);
+    if (bad >= 0)
+      ADD_FAILURE() << "element " << bad << ": got " << out[bad] << ", expected " << r.val[bad];
   }
 }
 
