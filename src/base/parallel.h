@@ -1,7 +1,9 @@
 // The one parallel-for wrapper (OpenMP). A convolution call opens at most one parallel region and
-// splits its work statically by (thread index, thread count). Work is always split along output
-// elements, never along a reduction, so results are bitwise identical for every thread count.
+// splits its work by (thread index, thread count), or hands out tasks from a counter. Work is
+// always split along output elements, never along a reduction, so results are bitwise identical for
+// every thread count.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -29,6 +31,19 @@ inline int threads_for(double flops, int max_threads) {
   const double per_thread = 2e6;
   const int n = flops < per_thread ? 1 : static_cast<int>(flops / per_thread);
   return n < max_threads ? n : max_threads;
+}
+
+// Runs task(tid, t) for every t in [0, n) on up to nthreads threads, each thread taking the next
+// task from a shared counter when it is done with one (tid: the thread's index, for its scratch).
+// A task must write only its own outputs, so that no result depends on which thread ran it. On a
+// shared machine a thread that is preempted holds up only the task it is on, where fixed ranges
+// left the other threads waiting at the region's end.
+template <typename F>
+void parallel_tasks(int nthreads, int64_t n, F&& task) {
+  std::atomic<int64_t> next{0};
+  parallel_run(nthreads, [&](int tid, int) {
+    for (int64_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < n;) task(tid, t);
+  });
 }
 
 // The tid-th of nt balanced contiguous pieces of [0, n): {begin, end}.

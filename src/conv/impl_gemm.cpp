@@ -236,11 +236,13 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
   const int64_t row_blocks = (p.Ho + rows - 1) / rows;
   const int64_t tasks = G * p.N * row_blocks;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
-  base::parallel_run(nt, [&](int tid, int n_threads) {
+  // Tasks are taken from a counter (base::parallel_tasks), each thread claiming its next task when
+  // it starts its current one's last K block, so that it knows which x lines to prefetch.
+  std::atomic<int64_t> counter{0};
+  base::parallel_run(nt, [&](int tid, int) {
     float* bbuf = thread_ws + tid * per_thread;
     float* zbuf = bbuf + base::align_floats(kBBlock);
     pk::PhasePlanes pp = geometry;
-    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
     // Task t's place, and the channels of its K block at pc.
     struct Task {
       int64_t g, n, oh0, r;
@@ -252,7 +254,8 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
     const auto channels = [&](int64_t pc) {
       return std::pair{pc / khw, (pc + std::min(KC, K - pc) - 1) / khw + 1};
     };
-    for (int64_t t = t0; t < t1; ++t) {
+    for (int64_t t = counter.fetch_add(1, std::memory_order_relaxed), next; t < tasks; t = next) {
+      next = tasks;
       const auto [g, n, oh0, r] = task(t);
       const int64_t cols = r * p.Wo;
       pp.x = x + (n * p.C + g * p.Cg()) * p.H * p.W;
@@ -269,8 +272,8 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
         if (pc + KC < K) {
           const auto [a0, a1] = channels(pc + KC);
           ahead.add(pk::im2col_view(p, x, 0, g), n, oh0 * p.Wo, cols, a0, a1);
-        } else if (t + 1 < t1) {
-          const Task u = task(t + 1);
+        } else if ((next = counter.fetch_add(1, std::memory_order_relaxed)) < tasks) {
+          const Task u = task(next);
           const auto [a0, a1] = channels(0);
           ahead.add(pk::im2col_view(p, x, 0, u.g), u.n, u.oh0 * p.Wo, u.r * p.Wo, a0, a1);
         }
@@ -327,32 +330,29 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
   const bool inplace = pk::is_plain(pk::im2col_view(p, x, 0, 0)) &&
                        Mp * std::min(KC, K) <= kernels::gemm::kInplaceAFloats;
-  base::parallel_run(nt, [&](int tid, int n_threads) {
+  base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
     float* bbuf = bbufs + tid * kBBlock;
-    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = t / (p.N * blocks), n = (t / blocks) % p.N, jb = t % blocks;
-      const pk::Im2col view = pk::im2col_view(p, x, n, g);
-      float* yg = y + (n * p.O + g * Og) * P;  // (Og, P)
-      const float* wg = wpack + g * Mp * K;
-      const int64_t j0 = jb * nb, j1 = std::min(P, (jb + 1) * nb);
-      const auto bias_epilogue = [&](int64_t jc, int64_t nc) {
-        if (b) add_bias(yg + jc, P, Og, nc, b + g * Og);
-      };
-      if (inplace) {  // 1x1: B is x itself, read in place by the first panel's micro-kernel
-        kernels::gemm::gemm_inplace_b(
-            ops.uk, ops.uki, Og, K, view.x, P, j0, j1, yg, P, bbuf, b ? b + g * Og : nullptr,
-            [&](int64_t k0, int64_t) { return packed_a_at(wg, Og, K, 0, k0); });
-        continue;
-      }
-      kernels::gemm::gemm_columns(
-          ops.uk, Og, K, j0, j1, yg, P, bbuf,
-          [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
-            ops.pack_col(view, k0, kc, jc, nc, dst);
-          },
-          [&](int64_t i0, int64_t, int64_t k0, int64_t) { return packed_a_at(wg, Og, K, i0, k0); },
-          bias_epilogue);
+    const int64_t g = t / (p.N * blocks), n = (t / blocks) % p.N, jb = t % blocks;
+    const pk::Im2col view = pk::im2col_view(p, x, n, g);
+    float* yg = y + (n * p.O + g * Og) * P;  // (Og, P)
+    const float* wg = wpack + g * Mp * K;
+    const int64_t j0 = jb * nb, j1 = std::min(P, (jb + 1) * nb);
+    const auto bias_epilogue = [&](int64_t jc, int64_t nc) {
+      if (b) add_bias(yg + jc, P, Og, nc, b + g * Og);
+    };
+    if (inplace) {  // 1x1: B is x itself, read in place by the first panel's micro-kernel
+      kernels::gemm::gemm_inplace_b(
+          ops.uk, ops.uki, Og, K, view.x, P, j0, j1, yg, P, bbuf, b ? b + g * Og : nullptr,
+          [&](int64_t k0, int64_t) { return packed_a_at(wg, Og, K, 0, k0); });
+      return;
     }
+    kernels::gemm::gemm_columns(
+        ops.uk, Og, K, j0, j1, yg, P, bbuf,
+        [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+          ops.pack_col(view, k0, kc, jc, nc, dst);
+        },
+        [&](int64_t i0, int64_t, int64_t k0, int64_t) { return packed_a_at(wg, Og, K, i0, k0); },
+        bias_epilogue);
   });
 }
 
@@ -451,33 +451,29 @@ void bwd_data_strided(const GemmOps& ops, const ConvParams& p, const ConvArgs& a
   // alone left the stem's 3 channels 2 : 1 between two threads.)
   const int64_t tasks = p.groups * p.N * blocks;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
-  base::parallel_run(nt, [&](int tid, int n_threads) {
+  base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
     float* bbuf = thread_ws + tid * col2im_thread_floats(p);
     float* dcol = bbuf + packed_b_floats(KC, kDcolCols);
-    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = t / (p.N * blocks), n = t / blocks % p.N, bl = t % blocks;
-      const int64_t c0 = bl * cb, c1 = std::min(Cg, c0 + cb), r0 = c0 * khw,
-                    mrows = (c1 - c0) * khw;
-      float* gxg = a.gx + (n * p.C + g * Cg) * p.H * p.W;
-      std::fill(gxg + c0 * p.H * p.W, gxg + c1 * p.H * p.W, 0.f);
-      const pk::Im2col view = pk::im2col_view(p, gxg, 0, 0);
-      const float* gyg = a.gy + (n * p.O + g * Og) * P;  // (Og, P)
-      const float* ablk = apack + (g * blocks + bl) * ablock;
-      for (int64_t jb = 0; jb < P; jb += kDcolCols) {
-        const int64_t ncols = std::min(kDcolCols, P - jb);
-        // dcol (mrows x ncols) = A(r0 .. r0+mrows, :) . gy_g(:, jb .. jb+ncols)
-        kernels::gemm::gemm_columns(
-            ops.uk, mrows, Og, 0, ncols, dcol, ncols, bbuf,
-            [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
-              kernels::gemm::pack_b_rows(gyg, P, k0, kc, jb + jc, nc, dst);
-            },
-            [&](int64_t ib, int64_t, int64_t k0, int64_t) {
-              return packed_a_at(ablk, mrows, Og, ib, k0);
-            },
-            [](int64_t, int64_t) {});
-        ops.col2im(view, dcol, ncols, r0, mrows, jb, ncols, gxg);
-      }
+    const int64_t g = t / (p.N * blocks), n = t / blocks % p.N, bl = t % blocks;
+    const int64_t c0 = bl * cb, c1 = std::min(Cg, c0 + cb), r0 = c0 * khw, mrows = (c1 - c0) * khw;
+    float* gxg = a.gx + (n * p.C + g * Cg) * p.H * p.W;
+    std::fill(gxg + c0 * p.H * p.W, gxg + c1 * p.H * p.W, 0.f);
+    const pk::Im2col view = pk::im2col_view(p, gxg, 0, 0);
+    const float* gyg = a.gy + (n * p.O + g * Og) * P;  // (Og, P)
+    const float* ablk = apack + (g * blocks + bl) * ablock;
+    for (int64_t jb = 0; jb < P; jb += kDcolCols) {
+      const int64_t ncols = std::min(kDcolCols, P - jb);
+      // dcol (mrows x ncols) = A(r0 .. r0+mrows, :) . gy_g(:, jb .. jb+ncols)
+      kernels::gemm::gemm_columns(
+          ops.uk, mrows, Og, 0, ncols, dcol, ncols, bbuf,
+          [&](int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+            kernels::gemm::pack_b_rows(gyg, P, k0, kc, jb + jc, nc, dst);
+          },
+          [&](int64_t ib, int64_t, int64_t k0, int64_t) {
+            return packed_a_at(ablk, mrows, Og, ib, k0);
+          },
+          [](int64_t, int64_t) {});
+      ops.col2im(view, dcol, ncols, r0, mrows, jb, ncols, gxg);
     }
   });
 }
@@ -667,13 +663,13 @@ void bwd_data_phases(const GemmOps& ops, void (*interleave)(const kernels::phase
   const int64_t blocks = blk.row_blocks * blk.col_blocks;
   const int64_t tasks = p.groups * p.N * blocks;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
-  base::parallel_run(nt, [&](int tid, int n_threads) {
+  std::vector<int64_t> exts(static_cast<std::size_t>(nt * (p.sH + p.sW)));
+  base::parallel_tasks(nt, tasks, [&](int tid, int64_t task) {
     float* bbuf = thread_ws + tid * per_thread;
     float* z = bbuf + base::align_floats(packed_b_floats(KC, std::min(NC, ncols_max)));
     float* cbuf = z + base::align_floats(blk.z_floats(Og));  // (sH sW, Cg, <= ncols_max)
-    std::vector<int64_t> ext(p.sH + p.sW);  // a block's rows of each phase row, columns of each
-    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
-    for (int64_t task = t0; task < t1; ++task) {
+    int64_t* ext = exts.data() + tid * (p.sH + p.sW);  // a block's rows of each phase row, columns
+    {
       const int64_t g = task / (p.N * blocks), n = task / blocks % p.N, bl = task % blocks;
       const int64_t i0 = bl / blk.col_blocks * blk.rows, j0 = bl % blk.col_blocks * blk.cols;
       const int64_t rows = std::min(phase_size(p.H, 0, p.sH), i0 + blk.rows) - i0;
@@ -748,7 +744,7 @@ void bwd_data_phases(const GemmOps& ops, void (*interleave)(const kernels::phase
         ext[p.sH + pb] = std::max<int64_t>(0, std::min(phase_size(p.W, pb, p.sW), j0 + cols) - j0);
       kernels::phase::Interleave il;
       il.src = cbuf, il.ps = Cg * ncols_max, il.ld = Wz, il.sH = p.sH, il.sW = p.sW;
-      il.rows = ext.data(), il.width = ext.data() + p.sH, il.C = Cg;
+      il.rows = ext, il.width = ext + p.sH, il.C = Cg;
       il.gx = gxg + p.sH * i0 * p.W + p.sW * j0, il.plane = HW, il.W = p.W, il.stream = stream;
       interleave(il);
     }
@@ -917,31 +913,28 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     const int64_t tasks = G * chunks;
     const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
     std::atomic<bool> non_finite{false};
-    base::parallel_run(nt, [&](int tid, int n_threads) {
-      const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t g = t / chunks, c = t % chunks;
-        const auto [q0, q1] = base::split_range(Q, static_cast<int>(c), static_cast<int>(chunks));
-        if (p.has_padding()) {
-          bool finite = true;  // gy[n][g Og .. g Og + Og][j] for q = n P + j in [q0, q1)
-          for (int64_t q = q0; q < q1 && finite;) {
-            const int64_t n = q / P, j = q % P, len = std::min(P - j, q1 - q);
-            for (int64_t o = 0; o < Og && finite; ++o)
-              finite = all_finite(a.gy + (n * p.O + g * Og + o) * P + j, len);
-            q += len;
-          }
-          if (!finite) {
-            non_finite.store(true, std::memory_order_relaxed);
-            continue;
-          }
+    base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
+      const int64_t g = t / chunks, c = t % chunks;
+      const auto [q0, q1] = base::split_range(Q, static_cast<int>(c), static_cast<int>(chunks));
+      if (p.has_padding()) {
+        bool finite = true;  // gy[n][g Og .. g Og + Og][j] for q = n P + j in [q0, q1)
+        for (int64_t q = q0; q < q1 && finite;) {
+          const int64_t n = q / P, j = q % P, len = std::min(P - j, q1 - q);
+          for (int64_t o = 0; o < Og && finite; ++o)
+            finite = all_finite(a.gy + (n * p.O + g * Og + o) * P + j, len);
+          q += len;
         }
-        float* bbuf = thread_ws + tid * per_thread;
-        float* part = partials + (c * G + g) * Og * K;
-        if (Og <= kernels::gemm::MC)
-          gemm_q_outer(bbuf, g, q0, q1, part, fuse_gb ? bias_parts + (c * G + g) * Og : nullptr);
-        else
-          gemm(bbuf, g, q0, q1, 0, K, part);
+        if (!finite) {
+          non_finite.store(true, std::memory_order_relaxed);
+          return;
+        }
       }
+      float* bbuf = thread_ws + tid * per_thread;
+      float* part = partials + (c * G + g) * Og * K;
+      if (Og <= kernels::gemm::MC)
+        gemm_q_outer(bbuf, g, q0, q1, part, fuse_gb ? bias_parts + (c * G + g) * Og : nullptr);
+      else
+        gemm(bbuf, g, q0, q1, 0, K, part);
     });
     if (non_finite.load()) return fallback();
     // gw = partial 0 + partial 1 + ... in chunk order (O K floats per chunk: cheap, serial).
@@ -966,13 +959,10 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int64_t blocks = (K + nb - 1) / nb;
   const int64_t tasks = G * blocks;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
-  base::parallel_run(nt, [&](int tid, int n_threads) {
-    const auto [t0, t1] = base::split_range(tasks, tid, n_threads);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = t / blocks, kb = t % blocks;
-      gemm(thread_ws + tid * per_thread, g, 0, Q, kb * nb, std::min(K, (kb + 1) * nb),
-           a.gw + g * Og * K);
-    }
+  base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
+    const int64_t g = t / blocks, kb = t % blocks;
+    gemm(thread_ws + tid * per_thread, g, 0, Q, kb * nb, std::min(K, (kb + 1) * nb),
+         a.gw + g * Og * K);
   });
 }
 
