@@ -447,7 +447,21 @@ const char* wino_rows_why_not(const ConvParams& p) {
   return nullptr;
 }
 
-const char* wino_fwd_why_not(const ConvParams& p) {
+// Where the rows pay, both passes: products per output K (r + 3) / 4 (K = C/groups kH sW rows of
+// the sum) against C/groups kH kW taps for the direct kernels, plus transforms that cost about 30
+// taps' worth per output whatever K (the inverse or the gy transform, stores). Measured (fw
+// driver, 2 threads, 224 x 224 images, O 64): forward faster at K = 28 (C 2, 7x7 stride 2: 2.14
+// vs 2.43 ms) and 42 (the stem), level at 30 (C 3, 5x5 stride 2), slower at 20, 14 and 12 (C 4,
+// 3x3: 4.86 vs 4.34 ms); the weight gradient slower on small images at K = 9 and 3 (up to 2x).
+constexpr int64_t kMinRows = 24;
+const char* wino_pays_why_not(const ConvParams& p) {
+  if (p.Cg() * p.kH * p.sW < kMinRows)
+    return "fewer than 24 rows in the sum (C/groups kH sW): the transforms would cost about what "
+           "they save";
+  return nullptr;
+}
+
+const char* wino_fwd_any_why_not(const ConvParams& p) {
   if (const char* why = wino_rows_why_not(p)) return why;
   if (!within_budget(p, wino_fwd_ws(p, 1))) return "workspace over budget";
   return nullptr;
@@ -678,10 +692,19 @@ std::size_t wino_gw_ws(const ConvParams& p, int nt) {
                   bwd_weight_ws(p, nt));
 }
 
-const char* wino_gw_why_not(const ConvParams& p) {
+const char* wino_gw_any_why_not(const ConvParams& p) {
   if (const char* why = wino_rows_why_not(p)) return why;
   if (!within_budget(p, wino_gw_ws(p, 1))) return "workspace over budget";
   return nullptr;
+}
+
+const char* wino_fwd_why_not(const ConvParams& p) {
+  if (const char* why = wino_fwd_any_why_not(p)) return why;
+  return wino_pays_why_not(p);
+}
+const char* wino_gw_why_not(const ConvParams& p) {
+  if (const char* why = wino_gw_any_why_not(p)) return why;
+  return wino_pays_why_not(p);
 }
 
 void wino_gw(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
@@ -801,9 +824,11 @@ void wino_gw(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
 }  // namespace
 
 const Impl smallc_fwd_avx2{"smallc_avx2", fwd_why_not, fwd_ws, fwd};
+const Impl wino1d_fwd_any_avx2{"winograd1d_avx2", wino_fwd_any_why_not, wino_fwd_ws, wino_fwd};
 const Impl wino1d_fwd_avx2{"winograd1d_avx2", wino_fwd_why_not, wino_fwd_ws, wino_fwd};
 const Impl smallc_bwd_data_avx2{"smallc_avx2", bwd_data_why_not, bwd_data_ws, bwd_data};
 const Impl smallc_bwd_weight_avx2{"smallc_avx2", bwd_weight_why_not, bwd_weight_ws, bwd_weight};
+const Impl wino1d_bwd_weight_any_avx2{"winograd1d_avx2", wino_gw_any_why_not, wino_gw_ws, wino_gw};
 const Impl wino1d_bwd_weight_avx2{"winograd1d_avx2", wino_gw_why_not, wino_gw_ws, wino_gw};
 
 }  // namespace convkit::conv::impl
