@@ -218,30 +218,56 @@ inline __attribute__((always_inline)) __m256 combine(const __m256* x) {
   });
   return s;
 }
-template <int R, int E>
-struct BtRow {
-  static constexpr double at(int j) { return w1::Mat<R>::BT[E][j]; }
+// The matrices' rows as compile-time rows for combine: Bt<R>::Row<e> is BT's row e, At<R>::Row<i>
+// AT's row i, AtT<R>::Row<e> AT's column e.
+template <int R>
+struct Bt {
+  template <int E>
+  struct Row {
+    static constexpr double at(int j) { return w1::Mat<R>::BT[E][j]; }
+  };
 };
-template <int R, int I>
-struct AtRow {
-  static constexpr double at(int e) { return w1::Mat<R>::AT[I][e]; }
+template <int R>
+struct At {
+  template <int I>
+  struct Row {
+    static constexpr double at(int e) { return w1::Mat<R>::AT[I][e]; }
+  };
 };
+template <int R>
+struct AtT {
+  template <int E>
+  struct Row {
+    static constexpr double at(int i) { return w1::Mat<R>::AT[i][E]; }
+  };
+};
+
+// v[e * es, + 8) = combine<N, Row<e>>(x) for e < E: a transform of 8 tiles. nonfinite: a lane
+// turns NaN once some value stored from it is Inf or NaN (value * 0).
+template <int E, int N, template <int> class Row>
+inline __attribute__((always_inline)) void store_rows(const __m256* x, float* v, int64_t es,
+                                                      __m256& nonfinite) {
+  unroll<E>([&](auto e) {
+    const __m256 s = combine<N, Row<e>>(x);
+    _mm256_storeu_ps(v + e * es, s);
+    nonfinite = _mm256_or_ps(nonfinite, _mm256_mul_ps(s, _mm256_setzero_ps()));
+  });
+}
+inline bool all_finite(__m256 nonfinite) {
+  return _mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)) == 0;
+}
 
 template <int R>
 bool input_rows(int64_t tiles, const float* d, float* v, int64_t es) {
   constexpr int A = w1::Mat<R>::A;
-  __m256 nonfinite = _mm256_setzero_ps();  // NaN in a lane once some v is Inf or NaN (v * 0)
+  __m256 nonfinite = _mm256_setzero_ps();
   for (int64_t t = 0; t < tiles; t += 8) {
     __m256 x[8];
     deinterleave4(d + 4 * t, x);
     deinterleave4(d + 4 * t + 4, x + 4);
-    unroll<A>([&](auto e) {
-      const __m256 s = combine<A, BtRow<R, e>>(x);
-      _mm256_storeu_ps(v + e * es + t, s);
-      nonfinite = _mm256_or_ps(nonfinite, _mm256_mul_ps(s, _mm256_setzero_ps()));
-    });
+    store_rows<A, A, Bt<R>::template Row>(x, v + t, es, nonfinite);
   }
-  return _mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)) == 0;
+  return all_finite(nonfinite);
 }
 
 // m[o * 16 + l] = sum over k < K, in order, of u[k * ld + o] * v[koff[k] + l], o < C, l < 16.
@@ -281,7 +307,9 @@ void outputs(int64_t cout, const float* m, const float* bias, const int64_t* off
       __m256 mv[A];
       unroll<A>([&](auto e) { mv[e] = _mm256_load_ps(m + (e * cout + o) * 16 + 8 * h); });
       __m256 t[4];
-      unroll<4>([&](auto i) { t[i] = _mm256_add_ps(combine<A, AtRow<R, i>>(mv), b); });
+      unroll<4>([&](auto i) {
+        t[i] = _mm256_add_ps(combine<A, typename At<R>::template Row<i>>(mv), b);
+      });
       // Lanes are tiles: transpose to tiles of 4 outputs, s[l] = [tile l | tile l + 4].
       const __m256 a0 = _mm256_unpacklo_ps(t[0], t[1]), a1 = _mm256_unpackhi_ps(t[0], t[1]);
       const __m256 c0 = _mm256_unpacklo_ps(t[2], t[3]), c1 = _mm256_unpackhi_ps(t[2], t[3]);
@@ -312,11 +340,6 @@ void outputs(int64_t cout, const float* m, const float* bias, const int64_t* off
 
 // ---- 1-D Winograd rows: weight gradient -----------------------------------------------------
 
-template <int R, int E>
-struct AtCol {
-  static constexpr double at(int i) { return w1::Mat<R>::AT[i][E]; }
-};
-
 template <int R>
 bool grad_output_row(int64_t wo, const float* gy, float* g, int64_t es) {
   constexpr int A = w1::Mat<R>::A;
@@ -331,13 +354,9 @@ bool grad_output_row(int64_t wo, const float* gy, float* g, int64_t es) {
     }
     __m256 x[4];
     deinterleave4(src, x);
-    unroll<A>([&](auto e) {
-      const __m256 s = combine<4, AtCol<R, e>>(x);
-      _mm256_storeu_ps(g + e * es + t, s);
-      nonfinite = _mm256_or_ps(nonfinite, _mm256_mul_ps(s, _mm256_setzero_ps()));
-    });
+    store_rows<A, 4, AtT<R>::template Row>(x, g + t, es, nonfinite);
   }
-  return _mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)) == 0;
+  return all_finite(nonfinite);
 }
 
 // C output channels x KB (1 or 2) rows of the sum: s[o * K + k] += the lanes of the sum over q
