@@ -412,6 +412,17 @@ struct Rows1d {
   int64_t v_offset(int64_t c, int64_t kh, int64_t ph) const {
     return ((c * k.sH + kh % k.sH) * k.sW + ph) * A * lq + kh / k.sH * tw;
   }
+  // V of the first hb rows of the buffer, in row order (a row's tiles past tw are overwritten by
+  // the next row's); false when some value is Inf or NaN.
+  bool transform_rows(const float* buf, int64_t hb, float* v) const {
+    bool finite = true;
+    for (int64_t c = 0; c < k.cin; ++c)
+      for (int64_t i = 0; i < hb; ++i)
+        for (int64_t ph = 0; ph < k.sW; ++ph)
+          finite &= ks::f32_wino1d_input__avx2_fma(
+              r, tp, buf + c * k.plane + (i * k.sW + ph) * k.Wq, v + v_offset(c, i, ph), lq);
+    return finite;
+  }
 };
 
 Rows1d make_rows1d(const ConvParams& p) {
@@ -514,14 +525,7 @@ void wino_fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     const int64_t rows = r1 - r0, hb = (rows - 1) * k.sH + k.kH, q_end = rows * w.tw;
     for (int64_t g = 0; g < k.G; ++g) {
       fill(k, a.x + (n * k.G + g) * k.cin * k.Hs * k.Ws, r0 * k.sH, rows, buf);
-      bool finite = true;
-      for (int64_t c = 0; c < k.cin; ++c)
-        for (int64_t i = 0; i < hb; ++i)
-          for (int64_t ph = 0; ph < k.sW; ++ph)
-            finite &= ks::f32_wino1d_input__avx2_fma(
-                w.r, w.tp, buf + c * k.plane + (i * k.sW + ph) * k.Wq,
-                v + ((c * k.sH + i % k.sH) * k.sW + ph) * w.A * w.lq + i / k.sH * w.tw, w.lq);
-      if (!finite) {
+      if (!w.transform_rows(buf, hb, v)) {
         nonfinite.store(true);
         return;
       }
@@ -750,12 +754,7 @@ void wino_gw(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
         for (int64_t h0 = r0; h0 < r1; h0 += gp.sub) {
           const int64_t rows = std::min(gp.sub, r1 - h0), hb = (rows - 1) * k.sH + k.kH;
           fill(k, a.x + (n * k.G + g) * k.cin * k.Hs * k.Ws, h0 * k.sH, rows, buf);
-          for (int64_t c = 0; c < k.cin; ++c)
-            for (int64_t i = 0; i < hb; ++i)
-              for (int64_t ph = 0; ph < k.sW; ++ph)
-                ok &= ks::f32_wino1d_input__avx2_fma(
-                    w.r, w.tp, buf + c * k.plane + (i * k.sW + ph) * k.Wq,
-                    v + ((c * k.sH + i % k.sH) * k.sW + ph) * w.A * w.lq + i / k.sH * w.tw, w.lq);
+          ok &= w.transform_rows(buf, hb, v);
           // Per block of output channels: their gy rows transformed (in L1), then their products
           // with every row of V. Rows in order: a row's tiles past tw (zeros: gy reads as 0 past
           // Wo) are overwritten by the next row's; past the last row's, zeros up to whole
