@@ -392,6 +392,14 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
 // NaN/Inf: the transforms would spread a non-finite input over its tile (Inf - Inf = NaN); such a
 // value shows as a non-finite V, and the call is then run again by smallc's direct forward, whose
 // NaN/Inf follow the direct convolution's. Non-finite weights go to it from the start.
+
+// G[e][j] of F(4, r).
+double wino_g(int64_t r, int64_t e, int64_t j) {
+  return r == 2   ? ks::wino1d::Mat<2>::G[e][j]
+         : r == 3 ? ks::wino1d::Mat<3>::G[e][j]
+                  : ks::wino1d::Mat<4>::G[e][j];
+}
+
 struct Rows1d {
   Corr k;
   int64_t r, A;    // taps per row phase, transform size (r + 3)
@@ -478,13 +486,6 @@ const char* wino_fwd_any_why_not(const ConvParams& p) {
   return nullptr;
 }
 
-// G[e][j] of F(4, r).
-double wino_g(int64_t r, int64_t e, int64_t j) {
-  return r == 2   ? ks::wino1d::Mat<2>::G[e][j]
-         : r == 3 ? ks::wino1d::Mat<3>::G[e][j]
-                  : ks::wino1d::Mat<4>::G[e][j];
-}
-
 void wino_fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   if (!all_finite(a.w, weights(p))) {
     note_fallback("winograd1d_avx2", "fwd", "non-finite weights", "smallc_avx2's direct forward");
@@ -505,14 +506,14 @@ void wino_fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       for (int64_t c = 0, i = 0; c < k.cin; ++c)
         for (int64_t kh = 0; kh < k.kH; ++kh)
           for (int64_t ph = 0; ph < k.sW; ++ph, ++i) {
-            double taps[4] = {0, 0, 0, 0}, t[7];
+            double taps[4] = {0, 0, 0, 0};
             for (int64_t j = 0; j < w.r && ph + k.sW * j < k.kW; ++j)
               taps[j] = a.w[(((g * k.cout + o) * k.cin + c) * k.kH + kh) * k.kW + ph + k.sW * j];
-            if (w.r == 2) ks::wino1d::transform_taps<2>(taps, t);
-            if (w.r == 3) ks::wino1d::transform_taps<3>(taps, t);
-            if (w.r == 4) ks::wino1d::transform_taps<4>(taps, t);
-            for (int64_t e = 0; e < w.A; ++e)
-              u[((g * w.A + e) * w.K + i) * k.cout + o] = static_cast<float>(t[e]);
+            for (int64_t e = 0; e < w.A; ++e) {  // U = G taps, in double
+              double t = 0;
+              for (int64_t j = 0; j < w.r; ++j) t += wino_g(w.r, e, j) * taps[j];
+              u[((g * w.A + e) * w.K + i) * k.cout + o] = static_cast<float>(t);
+            }
           }
   float* per_thread = ws + w.u_floats();
   std::atomic<bool> nonfinite{false};

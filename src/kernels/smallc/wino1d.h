@@ -69,14 +69,4 @@ struct Mat<4> {
       {0, -2, 4, 5. / 2, -5, -1. / 2, 1}};
 };
 
-// Transformed taps: u[e] = sum_k G[e][k] g[k] (k < R), in double, for the kernel row g.
-template <int R>
-void transform_taps(const double* g, double* u) {
-  for (int e = 0; e < Mat<R>::A; ++e) {
-    double s = 0;
-    for (int k = 0; k < R; ++k) s += Mat<R>::G[e][k] * g[k];
-    u[e] = s;
-  }
-}
-
 }  // namespace convkit::kernels::smallc::wino1d
