@@ -27,6 +27,10 @@
 // fall back to the direct loops when a weight is non-finite (0 * Inf would be NaN); a bwd_weight
 // chunk whose partial sums come out non-finite (a non-finite gy or x inside it) is recomputed by a
 // loop that skips padded taps, as the reference does.
+//
+// "winograd1d_avx2" (the second half of the file) runs fwd and bwd_weight on the same tasks and
+// buffers with each kernel row's taps by 1-D Winograd F(4, r): half the multiplications, where the
+// sum has enough rows to pay for the transforms (the ResNet stem).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
