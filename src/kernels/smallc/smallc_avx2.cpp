@@ -383,9 +383,10 @@ void gw_tiles_block(int64_t K, int64_t nq, const float* g, int64_t gs, const flo
     const __m256 h = _mm256_hadd_ps(acc[o][0], acc[o][1]);
     const __m128 q4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
     const __m128 sums = _mm_hadd_ps(q4, q4);
-    if constexpr (KB == 2) {
-      const __m128 old = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s + o * K)));
-      _mm_store_sd(reinterpret_cast<double*>(s + o * K), _mm_castps_pd(_mm_add_ps(old, sums)));
+    if constexpr (KB == 2) {  // two adjacent floats (8 bytes, any alignment: the _epi64 forms)
+      __m128i* d = reinterpret_cast<__m128i*>(s + o * K);
+      const __m128 old = _mm_castsi128_ps(_mm_loadl_epi64(d));
+      _mm_storel_epi64(d, _mm_castps_si128(_mm_add_ps(old, sums)));
     } else {
       s[o * K] += _mm_cvtss_f32(sums);
     }
