@@ -31,10 +31,11 @@ const Impl* const kFwd[] = {&impl::tiny_fwd,         &impl::wino1d_fwd_avx2,
                             &impl::direct_fwd_avx2,  &impl::wino_fwd_avx2,
                             &impl::gemm_fwd_avx2,    &impl::direct_fwd_generic,
                             &impl::gemm_fwd_generic, &impl::ref_fwd};
-const Impl* const kBwdData[] = {
-    &impl::tiny_bwd_data,           &impl::smallc_bwd_data_avx2,  &impl::dwconv_bwd_data_avx2,
-    &impl::direct_bwd_data_avx2,    &impl::wino_bwd_data_avx2,    &impl::gemm_bwd_data_avx2,
-    &impl::direct_bwd_data_generic, &impl::gemm_bwd_data_generic, &impl::ref_bwd_data};
+const Impl* const kBwdData[] = {&impl::tiny_bwd_data,         &impl::smallc_bwd_data_avx2,
+                                &impl::wino1d_bwd_data_avx2,  &impl::dwconv_bwd_data_avx2,
+                                &impl::direct_bwd_data_avx2,  &impl::wino_bwd_data_avx2,
+                                &impl::gemm_bwd_data_avx2,    &impl::direct_bwd_data_generic,
+                                &impl::gemm_bwd_data_generic, &impl::ref_bwd_data};
 const Impl* const kBwdWeight[] = {&impl::tiny_bwd_weight,         &impl::wino1d_bwd_weight_avx2,
                                   &impl::smallc_bwd_weight_avx2,  &impl::dwconv_bwd_weight_avx2,
                                   &impl::direct_bwd_weight_avx2,  &impl::wino_bwd_weight_avx2,

@@ -30,7 +30,8 @@
 //
 // "winograd1d_avx2" (the second half of the file) runs fwd and bwd_weight on the same tasks and
 // buffers with each kernel row's taps by 1-D Winograd F(4, r): half the multiplications, where the
-// sum has enough rows to pay for the transforms (the ResNet stem).
+// sum has enough rows to pay for the transforms (the ResNet stem); and strided bwd_data, whose
+// phase grids are correlations of gy rows, with the same kernels.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -42,6 +43,7 @@
 #include "base/parallel.h"
 #include "conv/impls.h"
 #include "kernels/direct/direct.h"
+#include "kernels/phase/interleave.h"
 #include "kernels/smallc/smallc.h"
 #include "kernels/smallc/wino1d.h"
 
@@ -825,6 +827,233 @@ void wino_gw(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     }
 }
 
+// ---- backward-data by 1-D Winograd rows ("winograd1d_avx2") -------------------------------------
+//
+// gx splits into sH x sW phase grids, gx_ab[c][m][m'] = gx[c][sH m + a][sW m' + b]. Row m of phase
+// a takes the kernel rows kh with (a + pad_t - kh) divisible by sH, each from gy row m + d, d =
+// (a + pad_t - kh) / sH; column m' of phase b takes gy columns m' + d' for the kw with d' =
+// (b + pad_l - kw) / sW. Over all b those d' are lo_w .. lo_w + r - 1, so every phase b of a row is
+// an r-tap correlation of the same gy row (taps a phase lacks are zero): one F(4, r) transform of
+// each gy row serves all sW phases b and all C/groups channels, as the sW C/g output channels of
+// the forward's tiles kernel, with K = O/groups x (phase a's kernel rows) rows in the sum.
+// A task is a block of phase rows of one image and group. It transforms the gy rows they read into
+// V[gy row][e][o][tile] (the O/g rows of one gy row and element side by side, so a block of tiles
+// reads a few sequential runs of V rather than one line in each of O/g planes), runs each phase
+// a's rows of tiles into a buffer and interleaves that into gx (kernels/phase/interleave). Every gx
+// element is one task's sum, in an order fixed by the shape: the bits do not depend on the threads.
+// Error: as the forward's, over the tile's largest S (a tile: 4 m', sW 4 columns of gx). NaN/Inf
+// (in the weights, or a non-finite transformed gy) run the direct loops instead.
+struct BdPlan {
+  int64_t Cg, Og, sH, sW;
+  int64_t lo_w, r, A, tw, ts, Wm;     // gy columns m' + lo_w + j, j < r; tiles a row, their stride
+  int64_t lo_h, span_h;               // gy rows m + lo_h .. m + lo_h + span_h - 1 over all phases a
+  int64_t na[2], dh[2][8], kh[2][8];  // phase a's kernel rows: kh and gy row offset d
+  int64_t rows, Hv;                   // phase rows a task, gy rows a task
+  int64_t cout() const { return sW * Cg; }
+  int64_t es() const { return Og * ts; }  // V's element stride
+  std::size_t u_floats() const {          // per group; phase a at A Og na[0] cout for a = 1
+    return base::align_floats(static_cast<std::size_t>(A * Og * (na[0] + na[1]) * cout()));
+  }
+  std::size_t v_floats() const {
+    return base::align_floats(static_cast<std::size_t>(span_h * A * es() + 16));
+  }
+  std::size_t thread_floats() const {
+    return v_floats() + base::align_floats(static_cast<std::size_t>(A * cout() * 16)) +
+           base::align_floats(static_cast<std::size_t>(2 * cout() * rows * Wm)) +
+           base::align_floats(static_cast<std::size_t>(4 * ts + 8));
+  }
+};
+
+constexpr int64_t kBdRows = 28;  // phase rows a task (gy rows at a task's edges: transformed twice)
+
+// Null when the geometry fits (dilation 1, strides 1..2, r 2..4, every phase with taps).
+const char* make_bd_plan(const ConvParams& p, BdPlan& b) {
+  if (p.dH != 1 || p.dW != 1 || p.sH > 2 || p.sW > 2) return "needs dilation 1 and strides 1 or 2";
+  b.Cg = p.Cg(), b.Og = p.Og(), b.sH = p.sH, b.sW = p.sW;
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+  for (int64_t ph = 0; ph < p.sW; ++ph) {
+    bool any = false;
+    for (int64_t kw = 0; kw < p.kW; ++kw)
+      if ((ph + p.pad_l - kw) % p.sW == 0) {
+        const int64_t d = (ph + p.pad_l - kw) / p.sW;
+        lo = std::min(lo, d), hi = std::max(hi, d), any = true;
+      }
+    if (!any) return "a column phase without taps (kW < sW)";
+  }
+  b.lo_w = lo, b.r = hi - lo + 1, b.A = b.r + 3;
+  if (b.r < 2 || b.r > 4) return "needs 2 to 4 gy columns a phase column reads (F(4, 2..4))";
+  lo = INT64_MAX, hi = INT64_MIN;
+  b.na[0] = b.na[1] = 0;
+  for (int64_t a = 0; a < p.sH; ++a) {
+    for (int64_t kh = 0; kh < p.kH; ++kh)
+      if ((a + p.pad_t - kh) % p.sH == 0) {
+        if (b.na[a] == 8) return "more than 8 kernel rows a phase";
+        const int64_t d = (a + p.pad_t - kh) / p.sH;
+        b.kh[a][b.na[a]] = kh, b.dh[a][b.na[a]++] = d;
+        lo = std::min(lo, d), hi = std::max(hi, d);
+      }
+    if (b.na[a] == 0) return "a row phase without taps (kH < sH)";
+  }
+  b.lo_h = lo, b.span_h = hi - lo + 1;
+  b.Wm = (p.W + p.sW - 1) / p.sW;
+  b.tw = ceil_div(b.Wm, 4), b.ts = ceil_div(b.tw, 16) * 16;  // whole blocks of 16 tiles a row
+  b.rows = std::min(kBdRows, (p.H + p.sH - 1) / p.sH);
+  b.Hv = b.rows + b.span_h - 1;
+  return nullptr;
+}
+
+std::size_t wino_bd_ws(const ConvParams& p, int nt) {
+  BdPlan b{};
+  if (make_bd_plan(p, b)) return 0;
+  return p.groups * b.u_floats() + nt * b.thread_floats();
+}
+
+const char* wino_bd_any_why_not(const ConvParams& p) {
+  if (!base::use_avx2()) return "needs AVX2 and FMA";
+  if (p.groups > 1 && p.Cg() == 1) return "depthwise (the depthwise kernels serve it)";
+  if (p.Cg() > 4) return "C/groups > 4 (the GEMM's K is long enough to pay for packing)";
+  if (p.Og() < 8) return "fewer than 8 output channels per group";
+  if (std::max(p.pad_l, p.pad_r) > p.kW / 2)
+    return "padding wider than kW / 2 (outputs that read mostly zeros: see the forward)";
+  BdPlan b{};
+  if (const char* why = make_bd_plan(p, b)) return why;
+  if (const char* why = zero_padding_reason(p)) return why;
+  if (!within_budget(p, wino_bd_ws(p, 1))) return "workspace over budget";
+  return nullptr;
+}
+// Where it pays: a gx output takes about kW / sW taps a kernel row directly and (r + 3) / 4
+// products here (r covers every phase's taps, so a phase may carry zero taps), and the transforms
+// of each gy row are shared by only sW C/groups outputs. Measured (fw driver, 2 threads, O/g
+// 16-64): 7x7 stride 2 (saving 2x) faster, 1.32x for the stem and 1.28x with O = 16 on 64 x 64; 5x5
+// stride 2 (1.67x) level; 4x4 stride 2 (1.33x, C 2) slower, 1.06 vs 0.81 ms.
+const char* wino_bd_why_not(const ConvParams& p) {
+  if (const char* why = wino_bd_any_why_not(p)) return why;
+  BdPlan b{};
+  make_bd_plan(p, b);
+  if (double(p.kW) / double(p.sW) < 1.8 * double(b.A) / 4.0)
+    return "saves fewer than 1.8x the multiplications along W (kW / sW against (r + 3) / 4)";
+  if (b.cout() < 4)
+    return "fewer than 4 phase channels (sW C/groups) to share a transformed gy row";
+  if (p.Og() * (p.kH / p.sH) < kMinRows)
+    return "fewer than 24 rows in the sum (O/groups x kernel rows a phase)";
+  return nullptr;
+}
+
+void wino_bd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
+  if (!all_finite(a.w, weights(p))) {
+    note_fallback("winograd1d_avx2", "bwd_data", "non-finite weights", kDirectLoops);
+    kernels::direct::bwd_data(p, a.gy, a.w, a.gx);
+    return;
+  }
+  BdPlan b{};
+  make_bd_plan(p, b);
+  const int64_t Og = b.Og, Cg = b.Cg, cout = b.cout(), A = b.A, kk = p.kH * p.kW, es = b.es();
+  // U: per group, phase a: (A, Og na[a], cout); channel ch = ph Cg + c, row k = o na[a] + i holds
+  // the taps w[o][c][kh_i][kw], kw = ph + pad_l - sW (lo_w + j) (zero outside the kernel).
+  float* u = ws;
+  int64_t u_phase[2] = {0, A * Og * b.na[0] * cout};
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t pa = 0; pa < b.sH; ++pa)
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t i = 0; i < b.na[pa]; ++i)
+          for (int64_t ph = 0; ph < b.sW; ++ph)
+            for (int64_t c = 0; c < Cg; ++c) {
+              double taps[4] = {0, 0, 0, 0};
+              for (int64_t j = 0; j < b.r; ++j) {
+                const int64_t kw = ph + p.pad_l - b.sW * (b.lo_w + j);
+                if (kw >= 0 && kw < p.kW)
+                  taps[j] = a.w[((g * Og + o) * Cg + c) * kk + b.kh[pa][i] * p.kW + kw];
+              }
+              const int64_t k = o * b.na[pa] + i, K = Og * b.na[pa];
+              for (int64_t e = 0; e < A; ++e) {
+                double t = 0;
+                for (int64_t j = 0; j < b.r; ++j) t += wino_g(b.r, e, j) * taps[j];
+                u[g * b.u_floats() + u_phase[pa] + (e * K + k) * cout + ph * Cg + c] =
+                    static_cast<float>(t);
+              }
+            }
+  const int64_t Hm = (p.H + p.sH - 1) / p.sH, blocks = ceil_div(Hm, b.rows);
+  const int64_t tasks = p.groups * p.N * blocks;
+  const bool stream = p.N * p.C * p.H * p.W >= (int64_t{1} << 18);
+  float* per_thread = ws + p.groups * b.u_floats();
+  const int nt = static_cast<int>(std::min<int64_t>(base::threads_for(p.flops(), max_nt), tasks));
+  std::atomic<bool> finite{true};
+  base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
+    if (!finite.load(std::memory_order_relaxed)) return;  // the call runs again anyway
+    float* v = per_thread + tid * b.thread_floats();
+    float* m = v + b.v_floats();
+    float* out = m + base::align_floats(static_cast<std::size_t>(A * cout * 16));
+    float* row = out + base::align_floats(static_cast<std::size_t>(2 * cout * b.rows * b.Wm));
+    const int64_t g = t / (p.N * blocks), n = t / blocks % p.N, m0 = t % blocks * b.rows;
+    // V holds span_h gy rows, gy row y in slot (y - m0 - lo_h) % span_h, transformed just before
+    // the first phase row that reads it: each gy row once a task, and V stays in L2.
+    const int64_t x0 = std::max<int64_t>(0, -b.lo_w), xn = 4 * b.ts + 8;
+    const int64_t x1 = std::clamp<int64_t>(p.Wo - b.lo_w, x0, xn);
+    const float* gyg = a.gy + (n * p.groups + g) * Og * p.Ho * p.Wo;
+    auto slot = [&](int64_t y) { return (y - m0 - b.lo_h) % b.span_h; };
+    auto transform = [&](int64_t y) {  // gy row y (zero outside gy) into its slot
+      bool ok = true;
+      for (int64_t o = 0; o < Og; ++o) {
+        float* vo = v + slot(y) * A * es + o * b.ts;
+        if (y < 0 || y >= p.Ho) {
+          for (int64_t e = 0; e < A; ++e) std::fill(vo + e * es, vo + e * es + b.ts, 0.f);
+          continue;
+        }
+        if (o + 4 < Og)  // gy rows of one y are a plane apart: too far for the hardware prefetcher
+          for (int64_t l = 0; l < p.Wo; l += 16)
+            __builtin_prefetch(gyg + ((o + 4) * p.Ho + y) * p.Wo + l);
+        // row[x] = gy[y][x + lo_w], zero outside the row.
+        const float* gyr = gyg + (o * p.Ho + y) * p.Wo + b.lo_w;
+        std::fill(row, row + x0, 0.f);
+        std::copy(gyr + x0, gyr + x1, row + x0);
+        std::fill(row + x1, row + xn, 0.f);
+        ok &= ks::f32_wino1d_input__avx2_fma(b.r, b.ts, row, vo, es);
+      }
+      return ok;
+    };
+    bool ok = true;
+    for (int64_t y = m0 + b.lo_h; y < m0 + b.lo_h + b.span_h - 1; ++y) ok &= transform(y);
+    int64_t rows_a[2] = {0, 0};
+    for (int64_t pa = 0; pa < b.sH; ++pa)
+      rows_a[pa] = std::clamp<int64_t>((p.H - pa + b.sH - 1) / b.sH - m0, 0, b.rows);
+    std::vector<int64_t> ko(static_cast<std::size_t>(Og * std::max(b.na[0], b.na[1])));
+    for (int64_t rr = 0; rr < rows_a[0] && ok; ++rr) {
+      ok &= transform(m0 + rr + b.lo_h + b.span_h - 1);
+      for (int64_t pa = 0; pa < b.sH; ++pa) {
+        if (rr >= rows_a[pa]) continue;
+        for (int64_t o = 0, k = 0; o < Og; ++o)
+          for (int64_t i = 0; i < b.na[pa]; ++i, ++k)
+            ko[k] = slot(m0 + rr + b.dh[pa][i]) * A * es + o * b.ts;
+        float* outa = out + pa * cout * b.rows * b.Wm;
+        for (int64_t q0 = 0; q0 < b.tw; q0 += 16)
+          ks::f32_wino1d_tiles__avx2_fma(b.r, Og * b.na[pa], v, ko.data(), es,
+                                         u + g * b.u_floats() + u_phase[pa], nullptr, cout, q0,
+                                         b.tw, b.tw, b.Wm, outa + rr * b.Wm, rows_a[pa] * b.Wm, m);
+      }
+    }
+    if (!ok) {
+      finite.store(false, std::memory_order_relaxed);
+      return;
+    }
+    float* gxg = a.gx + (n * p.groups + g) * Cg * p.H * p.W;
+    for (int64_t pa = 0; pa < b.sH; ++pa) {
+      if (rows_a[pa] == 0) continue;
+      int64_t width[2] = {b.Wm, p.W / b.sW};  // phase b's columns (phase 1: floor(W / 2))
+      kernels::phase::Interleave il;
+      il.src = out + pa * cout * b.rows * b.Wm, il.ps = Cg * rows_a[pa] * b.Wm, il.ld = b.Wm;
+      il.sH = 1, il.sW = b.sW, il.rows = &rows_a[pa], il.width = width, il.C = Cg;
+      il.gx = gxg + (b.sH * m0 + pa) * p.W, il.plane = p.H * p.W, il.W = b.sH * p.W;
+      il.stream = stream;
+      kernels::phase::interleave__avx2(il);
+    }
+  });
+  if (!finite) {
+    note_fallback("winograd1d_avx2", "bwd_data", "non-finite values in gy (or a transform)",
+                  kDirectLoops);
+    kernels::direct::bwd_data(p, a.gy, a.w, a.gx);
+  }
+}
+
 }  // namespace
 
 const Impl smallc_fwd_avx2{"smallc_avx2", fwd_why_not, fwd_ws, fwd};
@@ -832,6 +1061,8 @@ const Impl wino1d_fwd_any_avx2{"winograd1d_avx2", wino_fwd_any_why_not, wino_fwd
 const Impl wino1d_fwd_avx2{"winograd1d_avx2", wino_fwd_why_not, wino_fwd_ws, wino_fwd};
 const Impl smallc_bwd_data_avx2{"smallc_avx2", bwd_data_why_not, bwd_data_ws, bwd_data};
 const Impl smallc_bwd_weight_avx2{"smallc_avx2", bwd_weight_why_not, bwd_weight_ws, bwd_weight};
+const Impl wino1d_bwd_data_any_avx2{"winograd1d_avx2", wino_bd_any_why_not, wino_bd_ws, wino_bd};
+const Impl wino1d_bwd_data_avx2{"winograd1d_avx2", wino_bd_why_not, wino_bd_ws, wino_bd};
 const Impl wino1d_bwd_weight_any_avx2{"winograd1d_avx2", wino_gw_any_why_not, wino_gw_ws, wino_gw};
 const Impl wino1d_bwd_weight_avx2{"winograd1d_avx2", wino_gw_why_not, wino_gw_ws, wino_gw};
 

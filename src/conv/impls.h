@@ -11,10 +11,11 @@ extern const Impl tiny_fwd, tiny_bwd_data, tiny_bwd_weight;
 // Direct kernels for few input and output channels per group (LeNet-like first layers).
 extern const Impl smallc_fwd_avx2, smallc_bwd_data_avx2, smallc_bwd_weight_avx2;
 // smallc's forward and weight gradient with each kernel row's taps by 1-D Winograd F(4, 2..4)
-// (the ResNet stem), where the rows pay; the *_any_* objects, not in the dispatch lists, take every
-// geometry they can run (the tests run them directly).
-extern const Impl wino1d_fwd_avx2, wino1d_bwd_weight_avx2;
-extern const Impl wino1d_fwd_any_avx2, wino1d_bwd_weight_any_avx2;
+// (the ResNet stem), and strided backward-data by the same rows, where they pay; the *_any_*
+// objects, not in the dispatch lists, take every geometry they can run (the tests run them
+// directly).
+extern const Impl wino1d_fwd_avx2, wino1d_bwd_data_avx2, wino1d_bwd_weight_avx2;
+extern const Impl wino1d_fwd_any_avx2, wino1d_bwd_data_any_avx2, wino1d_bwd_weight_any_avx2;
 // Depthwise (C/g = 1, any multiplier) plane kernels, zero padding at the borders in registers.
 extern const Impl dwconv_fwd_avx2, dwconv_bwd_data_avx2, dwconv_bwd_weight_avx2;
 // Direct kernels by output rows: depthwise, small groups, single channel (C/g * O/g <= 16).

@@ -35,8 +35,9 @@ constexpr const char* kName = "winograd1d_avx2";
 
 // The implementation on any geometry it can run (the dispatched one also asks that it pays).
 const conv::Impl* any(Pass pass) {
-  return pass == Pass::Fwd ? &conv::impl::wino1d_fwd_any_avx2
-                           : &conv::impl::wino1d_bwd_weight_any_avx2;
+  return pass == Pass::Fwd       ? &conv::impl::wino1d_fwd_any_avx2
+         : pass == Pass::BwdData ? &conv::impl::wino1d_bwd_data_any_avx2
+                                 : &conv::impl::wino1d_bwd_weight_any_avx2;
 }
 
 std::string str(const ConvParams& p) {
@@ -79,6 +80,7 @@ TEST(ConvWino1d, TakesWideFewChannelRowsOnly) {
   const auto stem = make(4, 3, 224, 224, 64, 7, 7, 2, 3);
   EXPECT_STREQ(conv::choose(Pass::Fwd, stem).name, kName);
   EXPECT_STREQ(conv::choose(Pass::BwdWeight, stem).name, kName);
+  EXPECT_STREQ(conv::choose(Pass::BwdData, stem).name, kName);
   const double im2col = 4.0 * 3 * 49 * 112 * 112 * sizeof(float);
   for (Pass pass : {Pass::Fwd, Pass::BwdWeight}) {
     const conv::Impl* impl = conv::find_impl(pass, kName);
@@ -91,7 +93,10 @@ TEST(ConvWino1d, TakesWideFewChannelRowsOnly) {
       EXPECT_EQ(any(pass)->why_not(p), nullptr);
     }
   }
-  EXPECT_EQ(conv::find_impl(Pass::BwdData, kName), nullptr);
+  const conv::Impl* bd = conv::find_impl(Pass::BwdData, kName);
+  ASSERT_NE(bd, nullptr);
+  EXPECT_LE(double(conv::workspace_bytes(*bd, stem)), 0.25 * im2col);
+  EXPECT_NE(bd->why_not(make(1, 3, 28, 28, 8, 7, 7, 3, 3)), nullptr);  // stride 3
   // Geometries they do not run: 5 taps a phase (5x5 stride 1), dilation, fewer than 8 output
   // channels, padding past kW / 2, 5 input channels, 3x3 stride 2 (a phase of 1 tap).
   const conv::Impl* impl = any(Pass::Fwd);
@@ -115,13 +120,15 @@ void check(const ConvParams& p, uint32_t seed, bool bias) {
   const auto w = testing::random_vec(rng, p.O * p.Cg() * p.kH * p.kW);
   const auto b = testing::random_vec(rng, p.O);
   const auto gy = testing::random_vec(rng, p.N * p.O * p.Ho * p.Wo);
-  for (Pass pass : {Pass::Fwd, Pass::BwdWeight}) {
+  for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight}) {
     SCOPED_TRACE(conv::pass_name(pass));
     const conv::Impl* impl = any(pass);
+    if (pass == Pass::BwdData && impl->why_not(p)) continue;  // its geometry: strides <= 2, ...
     ASSERT_EQ(impl->why_not(p), nullptr);
     const auto r = pass == Pass::Fwd
                        ? testing::naive_fwd(p, x.data(), w.data(), bias ? b.data() : nullptr)
-                       : testing::naive_bwd_weight(p, gy.data(), x.data());
+                   : pass == Pass::BwdData ? testing::naive_bwd_data(p, gy.data(), w.data())
+                                           : testing::naive_bwd_weight(p, gy.data(), x.data());
     const std::size_t nw = static_cast<std::size_t>(p.O * p.Cg() * p.kH * p.kW);
     std::vector<float> first;
     for (int threads : {1, 2}) {
@@ -137,9 +144,11 @@ void check(const ConvParams& p, uint32_t seed, bool bias) {
       // The weight gradient's stated bound, as F(4x4, 3x3)'s (tests/conv/impl_test.cpp): its
       // transforms mix the taps of a kernel, so an element's error scales with the largest S in
       // its kernel, plus 256 u S. The bias gradient is summed directly: the direct bound.
+      // Backward-data: a tile holds 4 columns of each of gx's sW column phases.
       const testing::Naive rk = pass == Pass::BwdWeight
                                     ? testing::kernelwise(r, static_cast<int64_t>(nw), p.kH * p.kW)
-                                    : testing::rowwise(r, p.Wo, 3);
+                                : pass == Pass::BwdData ? testing::rowwise(r, p.W, 4 * p.sW - 1)
+                                                        : testing::rowwise(r, p.Wo, 3);
       for (std::size_t i = 0; i < checked; ++i) {
         const double u = std::ldexp(1.0, -24);
         const bool gb = pass == Pass::BwdWeight && i >= nw;
@@ -275,6 +284,21 @@ TEST(ConvWino1d, NonFiniteOrHugeValuesRunTheDirectLoops) {
     EXPECT_GT(nonfinite, 0);
     EXPECT_GT(finite, 0);
 
+    // Backward-data with Inf/NaN in gy.
+    {
+      SCOPED_TRACE("bwd_data, gy non-finite");
+      auto g2 = testing::random_vec(rng, p.N * p.O * p.Ho * p.Wo);
+      g2[1] = std::numeric_limits<float>::infinity();
+      g2[g2.size() - 2] = std::numeric_limits<float>::quiet_NaN();
+      const auto rd = testing::naive_bwd_data(p, g2.data(), w.data());
+      std::vector<float> outd(rd.val.size());
+      conv::run_impl(
+          *any(Pass::BwdData), Pass::BwdData, p,
+          testing::pass_args(Pass::BwdData, p, nullptr, w.data(), nullptr, g2.data(), outd.data()));
+      testing::expect_nonfinite_like(rd, outd, nonfinite, finite);
+      EXPECT_GT(nonfinite, 0);
+      EXPECT_GT(finite, 0);
+    }
     // The weight gradient with Inf/NaN in x, then in gy alone.
     const conv::Impl* gw = any(Pass::BwdWeight);
     auto gy = testing::random_vec(rng, p.N * p.O * p.Ho * p.Wo);
