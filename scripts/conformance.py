@@ -563,6 +563,7 @@ def run_case(binary, c, work, seed, env):
     worst_ratio, worst_rel = 0.0, 0.0
     if not problems:
         i_wgt = impls_of(p2.stderr, "bwd_weight")
+        i_dat = impls_of(p2.stderr, "bwd_data")
         for name, g, r, m, n, ran in zip(("Y", "dX", "dW", "dB"), got, ref, mag, cnt,
                                          (i1, i2, i_wgt, i2)):
             factor = 4.0 if any(s.startswith("wino") for s in ran) else 1.0
@@ -572,6 +573,9 @@ def run_case(binary, c, work, seed, env):
                 # in the output's tile of 4 along its row (an output that reads only zeros gets
                 # its tile's rounding noise).
                 m = rowwise(m, 3)
+            if name == "dX" and any(s.startswith("winograd1d") for s in i_dat):
+                # Its strided backward-data: a tile holds 4 columns of each of gx's sW phases.
+                m = rowwise(m, 4 * c.stride[1] - 1)
             if name == "dW" and factor > 1.0:
                 # Winograd's weight-gradient bound (src/conv/impl_winograd_bwd_weight.cpp): over
                 # the kernel's largest S, and 256 u S more.
