@@ -493,6 +493,12 @@ def rowwise(mag, reach):
     return out
 
 
+def tilewise(mag, reach_h, reach_w):
+    """A 2-D Winograd mixes the outputs of a tile, so each output's rounding error scales with the
+    largest S within reach_h rows and reach_w columns."""
+    return np.swapaxes(rowwise(np.swapaxes(rowwise(mag, reach_w), -1, -2), reach_h), -1, -2)
+
+
 def compare(got, ref, mag, terms, factor, floor=0.0):
     """Max |got - ref| / bound and max |got - ref| / S for one array."""
     err = np.abs(got - ref)
@@ -573,6 +579,11 @@ def run_case(binary, c, work, seed, env):
                 # in the output's tile of 4 along its row (an output that reads only zeros gets
                 # its tile's rounding noise).
                 m = rowwise(m, 3)
+            if name in ("Y", "dX") and any(s.startswith("winograd_f4x3")
+                                           for s in (ran if name == "Y" else i_dat)):
+                # F(4x4, 3x3) (src/conv/impl_winograd.cpp): over the largest S in the output's
+                # 4 x 4 tile (a dilated layer's tiles lie on its phase grid, d apart).
+                m = tilewise(m, 3 * c.dilation[0], 3 * c.dilation[1])
             if name == "dX" and any(s.startswith("winograd1d") for s in i_dat):
                 # Its strided backward-data: a tile holds 4 columns of each of gx's sW phases.
                 m = rowwise(m, 4 * c.stride[1] - 1)

@@ -25,7 +25,10 @@
 // sums a column in the same order, so bits do not depend on the thread count.
 //
 // Error: the transforms scale rounding errors by their norms (entries up to 8 and 5, the 1/6 and
-// 1/24 of G); tests/conv/impl_test.cpp checks the outputs within 4x the direct-sum bound. An
+// 1/24 of G), and mix the 16 outputs of a tile: the stated bound is 4x the direct-sum bound over
+// the largest sum of |terms| in the output's tile (scripts/conformance.py checks that; a corner of
+// a valid layer's gx, which reads one row and column of gy, came out at 1.37x the bound over its
+// own S). tests/conv/impl_test.cpp's random data meet 4x the bound over each output's own S. An
 // output that reads only padding has a direct sum of exactly 0 but would get its tile's rounding
 // noise, so padding wider than the kernel's extent is left to other implementations.
 // NaN/Inf: a non-finite input or weight would leak through the transforms into the whole tile
