@@ -38,12 +38,19 @@ inline int threads_for(double flops, int max_threads) {
 // A task must write only its own outputs, so that no result depends on which thread ran it. On a
 // shared machine a thread that is preempted holds up only the task it is on, where fixed ranges
 // left the other threads waiting at the region's end.
-template <typename F>
-void parallel_tasks(int nthreads, int64_t n, F&& task) {
+// With init: each thread runs init(tid) first (its scratch), before taking any task.
+template <typename Init, typename F>
+void parallel_tasks(int nthreads, int64_t n, Init&& init, F&& task) {
   std::atomic<int64_t> next{0};
   parallel_run(nthreads, [&](int tid, int) {
+    init(tid);
     for (int64_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < n;) task(tid, t);
   });
+}
+template <typename F>
+void parallel_tasks(int nthreads, int64_t n, F&& task) {
+  parallel_tasks(
+      nthreads, n, [](int) {}, task);
 }
 
 // The tid-th of nt balanced contiguous pieces of [0, n): {begin, end}.

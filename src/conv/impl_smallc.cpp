@@ -405,6 +405,12 @@ double wino_g(int64_t r, int64_t e, int64_t j) {
          : r == 3 ? ks::wino1d::Mat<3>::G[e][j]
                   : ks::wino1d::Mat<4>::G[e][j];
 }
+// Element e of a kernel row's transform, (G taps)[e] in double: U of the forward and bwd_data.
+double wino_u(int64_t r, int64_t e, const double* taps) {
+  double t = 0;
+  for (int64_t j = 0; j < r; ++j) t += wino_g(r, e, j) * taps[j];
+  return t;
+}
 
 struct Rows1d {
   Corr k;
@@ -425,6 +431,14 @@ struct Rows1d {
   // V offset of (plane c, kernel row kh, phase ph) for the task's first output row.
   int64_t v_offset(int64_t c, int64_t kh, int64_t ph) const {
     return ((c * k.sH + kh % k.sH) * k.sW + ph) * A * lq + kh / k.sH * tw;
+  }
+  // v_offset of every row k = (c kH + kh) sW + ph of the sum.
+  std::vector<int64_t> row_offsets() const {
+    std::vector<int64_t> off;
+    for (int64_t c = 0; c < k.cin; ++c)
+      for (int64_t kh = 0; kh < k.kH; ++kh)
+        for (int64_t ph = 0; ph < k.sW; ++ph) off.push_back(v_offset(c, kh, ph));
+    return off;
   }
   // V of the first hb rows of the buffer, in row order (a row's tiles past tw are overwritten by
   // the next row's); false when some value is Inf or NaN.
@@ -458,17 +472,23 @@ std::size_t wino_fwd_ws(const ConvParams& p, int nt) {
   return std::max(w.u_floats() + nt * w.thread_floats(), fwd_ws(p, nt));
 }
 
-// The geometry both passes need (forward and weight gradient).
-const char* wino_rows_why_not(const ConvParams& p) {
+// What every pass of the rows needs: smallc's layers, enough output channels, narrow padding.
+const char* wino_common_why_not(const ConvParams& p) {
   if (const char* why = common_why_not(p)) return why;
-  if (p.dW != 1 || p.sW > 2) return "needs dilation 1 and stride 1 or 2 along W";
-  if (p.kW < 2 * p.sW || ceil_div(p.kW, p.sW) > 4)
-    return "needs 2 to 4 taps in every stride phase along W (F(4, 2..4); fewer save nothing)";
   if (p.Og() < 8)
     return "fewer than 8 output channels per group (the input transforms would dominate)";
   if (std::max(p.pad_l, p.pad_r) > p.kW / 2)
     return "padding wider than kW / 2: outputs that read mostly padding would get their tiles' "
            "rounding noise, large against their own few terms";
+  return nullptr;
+}
+
+// The geometry the forward and weight gradient need.
+const char* wino_rows_why_not(const ConvParams& p) {
+  if (const char* why = wino_common_why_not(p)) return why;
+  if (p.dW != 1 || p.sW > 2) return "needs dilation 1 and stride 1 or 2 along W";
+  if (p.kW < 2 * p.sW || ceil_div(p.kW, p.sW) > 4)
+    return "needs 2 to 4 taps in every stride phase along W (F(4, 2..4); fewer save nothing)";
   return nullptr;
 }
 
@@ -503,10 +523,7 @@ void wino_fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   // U: per group, (A, K, cout) at g cout A K; row k = (c kH + kh) sW + ph holds the taps
   // kw = ph + sW j, j < r (zero past kW).
   float* u = ws;
-  std::vector<int64_t> koff(static_cast<std::size_t>(w.K));
-  for (int64_t c = 0, i = 0; c < k.cin; ++c)
-    for (int64_t kh = 0; kh < k.kH; ++kh)
-      for (int64_t ph = 0; ph < k.sW; ++ph, ++i) koff[i] = w.v_offset(c, kh, ph);
+  const std::vector<int64_t> koff = w.row_offsets();
   for (int64_t g = 0; g < k.G; ++g)
     for (int64_t o = 0; o < k.cout; ++o)
       for (int64_t c = 0, i = 0; c < k.cin; ++c)
@@ -515,11 +532,8 @@ void wino_fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
             double taps[4] = {0, 0, 0, 0};
             for (int64_t j = 0; j < w.r && ph + k.sW * j < k.kW; ++j)
               taps[j] = a.w[(((g * k.cout + o) * k.cin + c) * k.kH + kh) * k.kW + ph + k.sW * j];
-            for (int64_t e = 0; e < w.A; ++e) {  // U = G taps, in double
-              double t = 0;
-              for (int64_t j = 0; j < w.r; ++j) t += wino_g(w.r, e, j) * taps[j];
-              u[((g * w.A + e) * w.K + i) * k.cout + o] = static_cast<float>(t);
-            }
+            for (int64_t e = 0; e < w.A; ++e)
+              u[((g * w.A + e) * w.K + i) * k.cout + o] = static_cast<float>(wino_u(w.r, e, taps));
           }
   float* per_thread = ws + w.u_floats();
   std::atomic<bool> nonfinite{false};
@@ -598,46 +612,44 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const std::size_t thread_floats = k.buffer_floats() + base::align_floats(8 * nw);
   const int nt = static_cast<int>(std::min<int64_t>(nthreads, chunks));
   std::atomic<bool> any_slow{false};
-  std::atomic<int64_t> next{0};  // chunks are taken in turn (see the top of the file)
-  base::parallel_run(nt, [&](int tid, int) {
+  // Chunks are taken in turn (see the top of the file).
+  const auto init = [&](int tid) { clear_buffer(k, per_thread + tid * thread_floats); };
+  base::parallel_tasks(nt, chunks, init, [&](int tid, int64_t ch) {
     float* buf = per_thread + tid * thread_floats;
     float* acc = buf + k.buffer_floats();  // (O, taps, 8) lane sums of the chunk
-    clear_buffer(k, buf);
-    for (int64_t ch; (ch = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
-      const int64_t r0 = ch * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
-      std::fill(acc, acc + 8 * nw, 0.f);
-      double* bsum = bias_parts + ch * p.O;
-      std::fill(bsum, bsum + p.O, 0.0);
-      // Segments of one image each (rows [a0, b0) of image n), in blocks of at most R rows.
-      for (int64_t r = r0; r < r1;) {
-        const int64_t n = r / p.Ho, a0 = r - n * p.Ho, b0 = std::min(p.Ho, r1 - n * p.Ho);
-        for (int64_t g = 0; g < p.groups; ++g)
-          for (int64_t h0 = a0; h0 < b0; h0 += k.R) {
-            const int64_t h1 = std::min(b0, h0 + k.R);
-            fill(k, a.x + (n * p.groups + g) * k.cin * p.H * p.W, h0 * p.sH, h1 - h0, buf);
-            for (int64_t oh = h0; oh < h1; oh += call_rows)
-              ks::f32_conv2d_smallc_gw__avx2_fma(p.Wo, std::min(call_rows, h1 - oh),
-                                                 a.gy + ((n * p.O + g * k.cout) * p.Ho + oh) * p.Wo,
-                                                 p.Ho * p.Wo, buf + (oh - h0) * k.row_stride(),
-                                                 k.row_stride(), off, taps, k.cout,
-                                                 acc + g * k.cout * taps * 8);
-          }
-        if (a.gb)  // rows a0 .. b0 of image n, every channel: just read by the kernel
-          add_lane_sums(a.gy + n * p.O * p.Ho * p.Wo + a0 * p.Wo, p.Ho * p.Wo, p.O,
-                        (b0 - a0) * p.Wo, bsum);
-        r += b0 - a0;
-      }
-      float* part = parts + ch * nw;
-      bool finite = true;
-      for (int64_t i = 0; i < nw; ++i) {
-        const float* l = acc + 8 * i;
-        part[i] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-        finite = finite && std::isfinite(part[i]);
-      }
-      if (!finite) {
-        gw_chunk_direct(p, a.gy, a.x, r0, r1, part);
-        any_slow.store(true);
-      }
+    const int64_t r0 = ch * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+    std::fill(acc, acc + 8 * nw, 0.f);
+    double* bsum = bias_parts + ch * p.O;
+    std::fill(bsum, bsum + p.O, 0.0);
+    // Segments of one image each (rows [a0, b0) of image n), in blocks of at most R rows.
+    for (int64_t r = r0; r < r1;) {
+      const int64_t n = r / p.Ho, a0 = r - n * p.Ho, b0 = std::min(p.Ho, r1 - n * p.Ho);
+      for (int64_t g = 0; g < p.groups; ++g)
+        for (int64_t h0 = a0; h0 < b0; h0 += k.R) {
+          const int64_t h1 = std::min(b0, h0 + k.R);
+          fill(k, a.x + (n * p.groups + g) * k.cin * p.H * p.W, h0 * p.sH, h1 - h0, buf);
+          for (int64_t oh = h0; oh < h1; oh += call_rows)
+            ks::f32_conv2d_smallc_gw__avx2_fma(p.Wo, std::min(call_rows, h1 - oh),
+                                               a.gy + ((n * p.O + g * k.cout) * p.Ho + oh) * p.Wo,
+                                               p.Ho * p.Wo, buf + (oh - h0) * k.row_stride(),
+                                               k.row_stride(), off, taps, k.cout,
+                                               acc + g * k.cout * taps * 8);
+        }
+      if (a.gb)  // rows a0 .. b0 of image n, every channel: just read by the kernel
+        add_lane_sums(a.gy + n * p.O * p.Ho * p.Wo + a0 * p.Wo, p.Ho * p.Wo, p.O, (b0 - a0) * p.Wo,
+                      bsum);
+      r += b0 - a0;
+    }
+    float* part = parts + ch * nw;
+    bool finite = true;
+    for (int64_t i = 0; i < nw; ++i) {
+      const float* l = acc + 8 * i;
+      part[i] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+      finite = finite && std::isfinite(part[i]);
+    }
+    if (!finite) {
+      gw_chunk_direct(p, a.gy, a.x, r0, r1, part);
+      any_slow.store(true);
     }
   });
   if (any_slow)
@@ -727,10 +739,7 @@ void wino_gw(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const Rows1d& w = gp.w;
   const Corr& k = w.k;
   const int64_t sf = gp.s_floats();
-  std::vector<int64_t> koff(static_cast<std::size_t>(w.K));
-  for (int64_t c = 0, i = 0; c < k.cin; ++c)
-    for (int64_t kh = 0; kh < k.kH; ++kh)
-      for (int64_t ph = 0; ph < k.sW; ++ph, ++i) koff[i] = w.v_offset(c, kh, ph);
+  const std::vector<int64_t> koff = w.row_offsets();
   float* parts = ws;  // (chunks, G, A, cout, K)
   double* bias_parts =
       reinterpret_cast<double*>(ws + base::align_floats(static_cast<std::size_t>(gp.chunks * sf)));
@@ -742,60 +751,60 @@ void wino_gw(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int nt =
       static_cast<int>(std::min<int64_t>(base::threads_for(p.flops(), max_nt), gp.chunks));
   std::atomic<bool> finite{true};
-  std::atomic<int64_t> next{0};  // chunks are taken in turn (see the top of the file)
-  base::parallel_run(nt, [&](int tid, int) {
+  // Chunks are taken in turn (see the top of the file).
+  const auto init = [&](int tid) {
+    float* buf = per_thread + tid * gp.thread_floats();
+    clear_buffer(k, buf);
+    std::fill(buf + k.buffer_floats(), buf + k.buffer_floats() + w.v_floats(), 0.f);
+  };
+  base::parallel_tasks(nt, gp.chunks, init, [&](int tid, int64_t ch) {
     float* buf = per_thread + tid * gp.thread_floats();
     float* v = buf + k.buffer_floats();
     float* gt = v + w.v_floats();  // (A, 6, gs): transformed gy of a block of channels
-    clear_buffer(k, buf);
-    std::fill(v, v + w.v_floats(), 0.f);
-    for (int64_t ch; (ch = next.fetch_add(1, std::memory_order_relaxed)) < gp.chunks;) {
-      const int64_t n = ch / gp.per_image, r0 = ch % gp.per_image * gp.rows;
-      const int64_t r1 = std::min(p.Ho, r0 + gp.rows);
-      float* s = parts + ch * sf;
-      std::fill(s, s + sf, 0.f);
-      double* bsum = bias_parts + ch * p.O;
-      std::fill(bsum, bsum + p.O, 0.0);
-      bool ok = true;
-      for (int64_t g = 0; g < k.G; ++g)
-        for (int64_t h0 = r0; h0 < r1; h0 += gp.sub) {
-          const int64_t rows = std::min(gp.sub, r1 - h0), hb = (rows - 1) * k.sH + k.kH;
-          fill(k, a.x + (n * k.G + g) * k.cin * k.Hs * k.Ws, h0 * k.sH, rows, buf);
-          ok &= w.transform_rows(buf, hb, v);
-          // Per block of output channels: their gy rows transformed (in L1), then their products
-          // with every row of V. Rows in order: a row's tiles past tw (zeros: gy reads as 0 past
-          // Wo) are overwritten by the next row's; past the last row's, zeros up to whole
-          // vectors.
-          const int64_t q = rows * w.tw, qv = ceil_div(q, 8) * 8, written = q - w.tw + w.tp;
-          for (int64_t o0 = 0; o0 < k.cout; o0 += ks::kMaxRowChannels) {
-            const int64_t nb = std::min<int64_t>(ks::kMaxRowChannels, k.cout - o0);
-            for (int64_t o = 0; o < nb; ++o) {
-              const float* gy = a.gy + ((n * p.O + g * k.cout + o0 + o) * p.Ho + h0) * p.Wo;
-              for (int64_t rl = 0; rl < rows; ++rl)
-                ok &= ks::f32_wino1d_grad_output__avx2_fma(w.r, p.Wo, gy + rl * p.Wo,
-                                                           gt + o * gp.gs + rl * w.tw, nb * gp.gs);
-              for (int64_t e = 0; written < qv && e < w.A; ++e)
-                std::fill(gt + (e * nb + o) * gp.gs + written, gt + (e * nb + o) * gp.gs + qv, 0.f);
-            }
-            // The next block's gy rows (in this sub-chunk), fetched while this block's products
-            // run: gy is read once, from memory (its transforms stalled on it: a fifth of the
-            // time without this).
-            ks::Ahead ahead;
-            if (o0 + nb < k.cout) {
-              ahead.first = a.gy + ((n * p.O + g * k.cout + o0 + nb) * p.Ho + h0) * p.Wo;
-              ahead.stride = p.Ho * p.Wo;
-              ahead.runs = std::min<int64_t>(ks::kMaxRowChannels, k.cout - o0 - nb);
-              ahead.lines = ceil_div(rows * p.Wo, 16) + 1;
-            }
-            ks::f32_wino1d_gw__avx2_fma(w.r, w.K, nb, qv / 8, gt, gp.gs, v, koff.data(), w.lq,
-                                        s + (g * w.A * k.cout + o0) * w.K, k.cout * w.K, ahead);
+    const int64_t n = ch / gp.per_image, r0 = ch % gp.per_image * gp.rows;
+    const int64_t r1 = std::min(p.Ho, r0 + gp.rows);
+    float* s = parts + ch * sf;
+    std::fill(s, s + sf, 0.f);
+    double* bsum = bias_parts + ch * p.O;
+    std::fill(bsum, bsum + p.O, 0.0);
+    bool ok = true;
+    for (int64_t g = 0; g < k.G; ++g)
+      for (int64_t h0 = r0; h0 < r1; h0 += gp.sub) {
+        const int64_t rows = std::min(gp.sub, r1 - h0), hb = (rows - 1) * k.sH + k.kH;
+        fill(k, a.x + (n * k.G + g) * k.cin * k.Hs * k.Ws, h0 * k.sH, rows, buf);
+        ok &= w.transform_rows(buf, hb, v);
+        // Per block of output channels: their gy rows transformed (in L1), then their products
+        // with every row of V. Rows in order: a row's tiles past tw (zeros: gy reads as 0 past
+        // Wo) are overwritten by the next row's; past the last row's, zeros up to whole
+        // vectors.
+        const int64_t q = rows * w.tw, qv = ceil_div(q, 8) * 8, written = q - w.tw + w.tp;
+        for (int64_t o0 = 0; o0 < k.cout; o0 += ks::kMaxRowChannels) {
+          const int64_t nb = std::min<int64_t>(ks::kMaxRowChannels, k.cout - o0);
+          for (int64_t o = 0; o < nb; ++o) {
+            const float* gy = a.gy + ((n * p.O + g * k.cout + o0 + o) * p.Ho + h0) * p.Wo;
+            for (int64_t rl = 0; rl < rows; ++rl)
+              ok &= ks::f32_wino1d_grad_output__avx2_fma(w.r, p.Wo, gy + rl * p.Wo,
+                                                         gt + o * gp.gs + rl * w.tw, nb * gp.gs);
+            for (int64_t e = 0; written < qv && e < w.A; ++e)
+              std::fill(gt + (e * nb + o) * gp.gs + written, gt + (e * nb + o) * gp.gs + qv, 0.f);
           }
+          // The next block's gy rows (in this sub-chunk), fetched while this block's products
+          // run: gy is read once, from memory (its transforms stalled on it: a fifth of the
+          // time without this).
+          ks::Ahead ahead;
+          if (o0 + nb < k.cout) {
+            ahead.first = a.gy + ((n * p.O + g * k.cout + o0 + nb) * p.Ho + h0) * p.Wo;
+            ahead.stride = p.Ho * p.Wo;
+            ahead.runs = std::min<int64_t>(ks::kMaxRowChannels, k.cout - o0 - nb);
+            ahead.lines = ceil_div(rows * p.Wo, 16) + 1;
+          }
+          ks::f32_wino1d_gw__avx2_fma(w.r, w.K, nb, qv / 8, gt, gp.gs, v, koff.data(), w.lq,
+                                      s + (g * w.A * k.cout + o0) * w.K, k.cout * w.K, ahead);
         }
-      if (a.gb)  // rows r0 .. r1 of image n, every channel
-        add_lane_sums(a.gy + (n * p.O * p.Ho + r0) * p.Wo, p.Ho * p.Wo, p.O, (r1 - r0) * p.Wo,
-                      bsum);
-      if (!ok || !all_finite(s, sf)) finite.store(false, std::memory_order_relaxed);
-    }
+      }
+    if (a.gb)  // rows r0 .. r1 of image n, every channel
+      add_lane_sums(a.gy + (n * p.O * p.Ho + r0) * p.Wo, p.Ho * p.Wo, p.O, (r1 - r0) * p.Wo, bsum);
+    if (!ok || !all_finite(s, sf)) finite.store(false, std::memory_order_relaxed);
   });
   if (!finite) {
     note_fallback("winograd1d_avx2", "bwd_weight", "non-finite values in x or gy (or a transform)",
@@ -848,7 +857,7 @@ struct BdPlan {
   int64_t lo_w, r, A, tw, ts, Wm;     // gy columns m' + lo_w + j, j < r; tiles a row, their stride
   int64_t lo_h, span_h;               // gy rows m + lo_h .. m + lo_h + span_h - 1 over all phases a
   int64_t na[2], dh[2][8], kh[2][8];  // phase a's kernel rows: kh and gy row offset d
-  int64_t rows, Hv;                   // phase rows a task, gy rows a task
+  int64_t rows;                       // phase rows a task
   int64_t cout() const { return sW * Cg; }
   int64_t es() const { return Og * ts; }  // V's element stride
   std::size_t u_floats() const {          // per group; phase a at A Og na[0] cout for a = 1
@@ -898,7 +907,6 @@ const char* make_bd_plan(const ConvParams& p, BdPlan& b) {
   b.Wm = (p.W + p.sW - 1) / p.sW;
   b.tw = ceil_div(b.Wm, 4), b.ts = ceil_div(b.tw, 16) * 16;  // whole blocks of 16 tiles a row
   b.rows = std::min(kBdRows, (p.H + p.sH - 1) / p.sH);
-  b.Hv = b.rows + b.span_h - 1;
   return nullptr;
 }
 
@@ -909,19 +917,13 @@ std::size_t wino_bd_ws(const ConvParams& p, int nt) {
 }
 
 const char* wino_bd_any_why_not(const ConvParams& p) {
-  if (!base::use_avx2()) return "needs AVX2 and FMA";
-  if (p.groups > 1 && p.Cg() == 1) return "depthwise (the depthwise kernels serve it)";
-  if (p.Cg() > 4) return "C/groups > 4 (the GEMM's K is long enough to pay for packing)";
-  if (p.Og() < 8) return "fewer than 8 output channels per group";
-  if (std::max(p.pad_l, p.pad_r) > p.kW / 2)
-    return "padding wider than kW / 2 (outputs that read mostly zeros: see the forward)";
+  if (const char* why = wino_common_why_not(p)) return why;
   // Columns past the last output's window have no terms: exactly 0 in the direct sums, but the
   // transforms would give them their tiles' rounding noise (found by scripts/conformance.py).
   if ((p.Wo - 1) * p.sW - p.pad_l + p.kW < p.W)
     return "gx columns that no output reads (past the last window): they must stay exactly 0";
   BdPlan b{};
   if (const char* why = make_bd_plan(p, b)) return why;
-  if (const char* why = zero_padding_reason(p)) return why;
   if (!within_budget(p, wino_bd_ws(p, 1))) return "workspace over budget";
   return nullptr;
 }
@@ -969,12 +971,9 @@ void wino_bd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
                   taps[j] = a.w[((g * Og + o) * Cg + c) * kk + b.kh[pa][i] * p.kW + kw];
               }
               const int64_t k = o * b.na[pa] + i, K = Og * b.na[pa];
-              for (int64_t e = 0; e < A; ++e) {
-                double t = 0;
-                for (int64_t j = 0; j < b.r; ++j) t += wino_g(b.r, e, j) * taps[j];
+              for (int64_t e = 0; e < A; ++e)
                 u[g * b.u_floats() + u_phase[pa] + (e * K + k) * cout + ph * Cg + c] =
-                    static_cast<float>(t);
-              }
+                    static_cast<float>(wino_u(b.r, e, taps));
             }
   const int64_t Hm = (p.H + p.sH - 1) / p.sH, blocks = ceil_div(Hm, b.rows);
   const int64_t tasks = p.groups * p.N * blocks;
