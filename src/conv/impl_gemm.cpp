@@ -73,6 +73,8 @@ struct GemmOps {
                       int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst);
   void (*pack_runs)(int64_t kc, int64_t nc, int64_t col0, int64_t width, const float* const* run,
                     const int64_t* shift, float* dst);
+  void (*pack_col_t_planes)(const pk::Im2col& g, pk::PhasePlanes& pp, int64_t q0, int64_t qc,
+                            int64_t k0, int64_t nc, float* buf, float* dst);
 };
 constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
                         kernels::gemm::f32_gemm_6x16_inplace__avx2_fma,
@@ -82,7 +84,8 @@ constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
                         pk::col2im_add__avx2,
                         pk::build_planes__avx2,
                         pk::pack_planes__avx2,
-                        pk::pack_runs__avx2};
+                        pk::pack_runs__avx2,
+                        pk::pack_col_t_planes__avx2};
 constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
                            kernels::gemm::f32_gemm_6x16_inplace__generic,
                            pk::pack_im2col,
@@ -91,7 +94,8 @@ constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
                            pk::col2im_add,
                            pk::build_planes,
                            pk::pack_planes,
-                           pk::pack_runs};
+                           pk::pack_runs,
+                           pk::pack_col_t_planes};
 
 // Packs a whole M x K matrix, A(i, k) = at(i, k), as the GEMM's A operand: K-blocks of KC (block
 // pc at dst + pc * Mp, Mp = M rounded up to MR), each MR-row panels (panel r at + r * kc), zero
@@ -795,14 +799,25 @@ void bwd_data_by_phases(const ConvParams& p, const ConvArgs& a, float* ws, int m
 // ---- backward weight --------------------------------------------------------------------------
 
 // The reduction over q = (image, output pixel) is cut into this many fixed chunks when gw is small
-// next to it (Og <= Q / 64): each chunk's partial gw goes to the workspace and the partials are
-// added in chunk order, so gy and col are packed once in all, not once per block of gw columns.
-// The count depends only on the shape (never on threads), so the bits do not either. Otherwise
-// (1): threads split gw's columns and every one packs all of gy.
+// next to it: each chunk's partial gw goes to the workspace and the partials are added in chunk
+// order, so gy and col are packed once in all, not once per block of gw columns. Up to 8 chunks,
+// as many as keep the partials (chunks Og K floats) within a sixth of the im2col buffer (Q K), and
+// at least 2. The count depends only on the shape (never on threads), so the bits do not either.
+// Otherwise (1): threads split gw's columns and every one packs all of gy.
 int64_t q_chunks(const ConvParams& p) {
   const int64_t Q = p.N * p.Ho * p.Wo;
-  if (p.Og() * 64 > Q) return 1;
-  return std::min<int64_t>(8, (Q + KC - 1) / KC);
+  const int64_t chunks = std::min<int64_t>({8, (Q + KC - 1) / KC, Q / (6 * p.Og())});
+  return chunks >= 2 ? chunks : 1;
+}
+
+// Where the weight gradient's col^T blocks come from phase planes (pk::pack_col_t_planes): the
+// layers whose forward does (kernels larger than 1x1 with Wo sW >= W), while the buffer is small.
+// The gather copies each x sample once per tap, in short strided runs whose loads stalled (the
+// stride-2 3x3 layer: the pack 20% of the pass at one thread).
+int64_t col_t_planes_floats(const ConvParams& p) {
+  if (p.kH * p.kW == 1 || !pk::planes_fit(p)) return 0;
+  const int64_t floats = pk::planes_t_floats(pk::phase_planes(p, nullptr, 0, 0), p.Cg());
+  return floats <= kPlaneFloats ? floats : 0;
 }
 
 // Where the chunks run in q-block order (Og <= MC), each also sums its gy blocks for the bias
@@ -817,7 +832,8 @@ std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
   const std::size_t bias_partials = fused_bias(p) ? base::align_floats(2 * chunks * p.O) : 0;
   return partials + bias_partials +
          static_cast<std::size_t>(nt) *
-             base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
+             (base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC)) +
+              base::align_floats(col_t_planes_floats(p)));
 }
 
 template <const GemmOps* Ops>
@@ -844,17 +860,31 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       reinterpret_cast<double*>(ws + (chunks > 1 ? base::align_floats(chunks * p.O * K) : 0));
   float* thread_ws = ws + (chunks > 1 ? base::align_floats(chunks * p.O * K) : 0) +
                      (fused_bias(p) ? base::align_floats(2 * chunks * p.O) : 0);
-  const int64_t per_thread = base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
+  const int64_t planes_floats = col_t_planes_floats(p);
+  const int64_t ab_floats = base::align_floats(kBBlock + packed_a_floats(kernels::gemm::MC, KC));
+  const int64_t per_thread = ab_floats + base::align_floats(planes_floats);
+  const pk::PhasePlanes geometry =
+      planes_floats ? pk::phase_planes(p, nullptr, 0, 0) : pk::PhasePlanes{};
+  // col^T block (qc x nc at q, k0) of group g's view into dst, from planes in the thread's buffer
+  // where they apply.
+  auto pack_col_t = [&](const pk::Im2col& view, pk::PhasePlanes& pp, float* bbuf, int64_t q,
+                        int64_t qc, int64_t k0, int64_t nc, float* dst) {
+    if (planes_floats)
+      Ops->pack_col_t_planes(view, pp, q, qc, k0, nc, bbuf + ab_floats, dst);
+    else
+      Ops->pack_col_t(view, q, qc, k0, nc, dst);
+  };
   // gw_g(:, k0 .. k1) (or chunk c's partial of it) over q in [q0, q1): C = gy_g . col^T.
   auto gemm = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, int64_t k0, int64_t k1,
                   float* c) {
     const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
+    pk::PhasePlanes pp = geometry;
     const float* gy0 = a.gy + g * Og * P;
     float* abuf = bbuf + kBBlock;
     kernels::gemm::gemm_columns(
         Ops->uk, Og, q1 - q0, k0, k1, c, K, bbuf,
         [&](int64_t qq, int64_t qc, int64_t kk0, int64_t nc, float* dst) {
-          Ops->pack_col_t(view, q0 + qq, qc, kk0, nc, dst);
+          pack_col_t(view, pp, bbuf, q0 + qq, qc, kk0, nc, dst);
         },
         [&](int64_t i0, int64_t mc, int64_t qq, int64_t qc) {
           Ops->pack_gy(gy0, p.O * P, P, i0, mc, q0 + qq, qc, abuf);
@@ -871,6 +901,7 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   // runs (lane_sum each) added in order.
   auto gemm_q_outer = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, float* c, double* bsum) {
     const pk::Im2col view = pk::im2col_view(p, a.x, 0, g);
+    pk::PhasePlanes pp = geometry;
     const float* gy0 = a.gy + g * Og * P;
     float* abuf = bbuf + kBBlock;
     const int64_t panels = (Og + MR - 1) / MR;
@@ -885,7 +916,7 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       }
       for (int64_t jc = 0; jc < K; jc += NC) {
         const int64_t nc = std::min(NC, K - jc);
-        Ops->pack_col_t(view, pc, qc, jc, nc, bbuf);
+        pack_col_t(view, pp, bbuf, pc, qc, jc, nc, bbuf);
         // The next B block: columns jc + NC of this q block, or the first of the next.
         int64_t nq = pc, nj = jc + NC;
         if (nj >= K) nq = pc + KC, nj = 0;

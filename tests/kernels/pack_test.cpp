@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/cpu.h"
@@ -152,6 +153,64 @@ TEST(Pack, PhasePlanesEqualIm2col) {
                 << " jc " << jc;
           }
         }
+      }
+    }
+  }
+}
+
+// The weight gradient's col^T blocks through phase planes (portable and AVX2) against the
+// definition of col^T, element by element: blocks whose q runs start and end mid-row and cross
+// images, k blocks starting inside a channel, partial panels, and a buffer of planes_t_floats
+// filled with garbage first.
+TEST(Pack, PhasePlanesTransposedEqualColT) {
+  std::mt19937 rng(31);
+  struct Case {
+    int64_t C, H, W, kh, kw, s, d, pt, pb, pl, pr, groups;
+  };
+  const Case cases[] = {
+      {6, 9, 13, 3, 3, 2, 1, 1, 1, 1, 1, 1},  {4, 14, 14, 3, 3, 2, 1, 1, 1, 1, 1, 2},
+      {3, 23, 21, 7, 7, 2, 1, 3, 3, 3, 3, 1}, {4, 10, 12, 5, 5, 1, 1, 2, 2, 2, 2, 1},
+      {3, 11, 10, 3, 3, 1, 2, 2, 2, 2, 2, 1}, {2, 13, 17, 3, 5, 3, 1, 1, 2, 2, 1, 1},
+      {40, 6, 7, 3, 3, 2, 2, 2, 1, 3, 2, 1},  {2, 7, 40, 3, 3, 2, 1, 1, 0, 1, 1, 1},
+      {20, 56, 56, 3, 3, 2, 1, 1, 1, 1, 1, 1}};
+  for (const Case& c : cases) {
+    ConvParams p = testing::make(3, c.C, c.H, c.W, 2 * c.groups, c.kh, c.kw, c.s, 0, c.d, c.groups);
+    p.pad_t = c.pt, p.pad_b = c.pb, p.pad_l = c.pl, p.pad_r = c.pr;
+    testing::finish(p);
+    ASSERT_TRUE(planes_fit(p)) << "case C" << c.C << " " << c.H << "x" << c.W;
+    const auto x = random_floats(rng, p.N * p.C * p.H * p.W);
+    const int64_t K = p.Cg() * p.kH * p.kW, khw = p.kH * p.kW, P = p.Ho * p.Wo, Q = p.N * P;
+    const int64_t g = p.groups - 1;
+    const Im2col view = im2col_view(p, x.data(), 0, g);
+    PhasePlanes pp = phase_planes(p, x.data(), 0, g), pp2 = pp;
+    const auto colT = [&](int64_t q, int64_t k) {
+      const int64_t n = q / P, oh = q % P / p.Wo, ow = q % p.Wo;
+      const int64_t ch = g * p.Cg() + k / khw, kh = k % khw / p.kW, kw = k % p.kW;
+      const int64_t ih = oh * p.sH - p.pad_t + kh * p.dH, iw = ow * p.sW - p.pad_l + kw * p.dW;
+      if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) return 0.f;
+      return x[((n * p.C + ch) * p.H + ih) * p.W + iw];
+    };
+    for (const int64_t q0 : {int64_t{0}, P - 5, Q / 2 + 3, Q - 37}) {
+      if (q0 < 0 || q0 >= Q) continue;
+      const int64_t qc = std::min(KC, Q - q0);
+      for (const int64_t k0 : {int64_t{0}, K / 3, K - 1}) {
+        const int64_t nc = std::min(gemm::NC, K - k0), len = gemm::round_up(nc, NR) * qc;
+        std::vector<float> want(len);
+        for (int64_t kk = 0; kk < gemm::round_up(nc, NR); ++kk)
+          for (int64_t i = 0; i < qc; ++i)
+            want[kk / NR * qc * NR + i * NR + kk % NR] = kk < nc ? colT(q0 + i, k0 + kk) : 0.f;
+        std::vector<float> buf(planes_t_floats(pp, p.Cg()), 9.f), got(len, -7.f);
+        pack_col_t_planes(view, pp, q0, qc, k0, nc, buf.data(), got.data());
+        const std::string where = "C" + std::to_string(c.C) + " " + std::to_string(c.H) + "x" +
+                                  std::to_string(c.W) + " k" + std::to_string(c.kh) + "x" +
+                                  std::to_string(c.kw) + " s" + std::to_string(c.s) + " q0 " +
+                                  std::to_string(q0) + " k0 " + std::to_string(k0);
+        EXPECT_EQ(0, std::memcmp(want.data(), got.data(), len * sizeof(float))) << where;
+        if (!base::use_avx2()) continue;
+        std::vector<float> buf2(buf.size(), -9.f), got2(len, -5.f);
+        pack_col_t_planes__avx2(view, pp2, q0, qc, k0, nc, buf2.data(), got2.data());
+        EXPECT_EQ(0, std::memcmp(want.data(), got2.data(), len * sizeof(float)))
+            << "avx2 " << where;
       }
     }
   }

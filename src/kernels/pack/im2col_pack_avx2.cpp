@@ -282,4 +282,57 @@ void pack_planes__avx2(const PhasePlanes& pp, const float* buf, int64_t c0, int6
   pack_runs__avx2(kc, nc, jc, pp.Wo, run, shift, dst);
 }
 
+namespace {
+
+// pack_col_t_planes_with's pack_t: 8 positions of all NR taps per step, each tap's 8 floats one
+// load (lanes outside its row cleared as in pack_runs__avx2), then two 8 x 8 transposes.
+void pack_runs_t(int64_t ntaps, int64_t len, int64_t col0, int64_t width, const float* const* run,
+                 const int64_t* shift, float* dst) {
+  alignas(32) int32_t lane[8];
+  int64_t c = col0 % width;  // the column of position i0
+  for (int64_t i0 = 0; i0 < len; i0 += 8) {
+    for (int l = 0; l < 8; ++l) {
+      lane[l] = static_cast<int32_t>(c);
+      if (++c == width) c = 0;
+    }
+    const __m256i col = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane));
+    __m256 v[NR];
+    for (int64_t kk = 0; kk < NR; ++kk) {
+      if (kk >= ntaps) {
+        v[kk] = _mm256_setzero_ps();
+        continue;
+      }
+      v[kk] = _mm256_loadu_ps(run[kk] + i0);
+      if (shift[kk] != 0) {  // inside: -shift <= col < width - shift
+        const __m256i lo = _mm256_set1_epi32(static_cast<int32_t>(-shift[kk] - 1));
+        const __m256i hi = _mm256_set1_epi32(static_cast<int32_t>(width - shift[kk]));
+        const __m256i in =
+            _mm256_and_si256(_mm256_cmpgt_epi32(col, lo), _mm256_cmpgt_epi32(hi, col));
+        v[kk] = _mm256_and_ps(_mm256_castsi256_ps(in), v[kk]);
+      }
+    }
+    __m256 lo[8], hi[8];
+    transpose8(v, lo);
+    transpose8(v + 8, hi);
+    const int64_t n = std::min<int64_t>(8, len - i0);
+    float* d = dst + i0 * NR;
+    for (int64_t t = 0; t < n; ++t) {
+      _mm256_storeu_ps(d + t * NR, lo[t]);
+      _mm256_storeu_ps(d + t * NR + 8, hi[t]);
+    }
+  }
+}
+
+}  // namespace
+
+void pack_col_t_planes__avx2(const Im2col& g, PhasePlanes& pp, int64_t q0, int64_t qc, int64_t k0,
+                             int64_t nc, float* buf, float* dst) {
+  pack_col_t_planes_with(
+      g, pp, q0, qc, k0, nc, buf, dst,
+      [](const PhasePlanes& pl, int64_t c0, int64_t c1, int64_t oh0, int64_t rows, float* b) {
+        build_planes__avx2(pl, c0, c1, oh0, rows, b);
+      },
+      pack_runs_t);
+}
+
 }  // namespace convkit::kernels::pack

@@ -164,6 +164,31 @@ inline void plane_runs(const PhasePlanes& pp, const float* buf, int64_t c0, int6
   }
 }
 
+// pack_col_t_planes (contract in phase_planes.h) with build(pp, c0, c1, oh0, rows, buf) and
+// pack_t(ntaps, len, col0, width, run, shift, dst): for i < len, kk < NR,
+//   dst[i * NR + kk] = run[kk][i] where kk < ntaps and 0 <= (col0 + i) % width + shift[kk] < width,
+//   else 0 (pack_runs' rule, transposed; runs may be read up to the next NR boundary past len).
+template <typename Build, typename PackT>
+void pack_col_t_planes_with(const Im2col& g, PhasePlanes& pp, int64_t q0, int64_t qc, int64_t k0,
+                            int64_t nc, float* buf, float* dst, Build build, PackT pack_t) {
+  using gemm::NR;
+  const int64_t P = g.Ho * g.Wo, khw = g.kH * g.kW;
+  const int64_t c0 = k0 / khw, c1 = (k0 + nc - 1) / khw + 1;
+  const float* run[gemm::KC];
+  int64_t shift[gemm::KC];
+  for (int64_t q = q0; q < q0 + qc;) {  // one image's run of positions at a time
+    const int64_t n = q / P, j = q % P, len = std::min(P - j, q0 + qc - q);
+    const int64_t oh0 = j / g.Wo, rows = (j + len - 1) / g.Wo - oh0 + 1, jc = j - oh0 * g.Wo;
+    pp.x = g.x + n * g.image_stride;
+    build(pp, c0, c1, oh0, rows, buf);
+    plane_runs(pp, buf, c0, rows, k0, nc, jc, run, shift);
+    for (int64_t s = 0; s < nc; s += NR)
+      pack_t(std::min(NR, nc - s), len, jc, g.Wo, run + s, shift + s,
+             dst + s / NR * qc * NR + (q - q0) * NR);
+    q += len;
+  }
+}
+
 // One run of a B block's columns inside one output row: output columns ow .. ow+len of row oh,
 // block columns at .. at+len.
 struct Segment {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/conv_params.h"
+#include "kernels/pack/im2col_pack.h"
 
 namespace convkit::kernels::pack {
 
@@ -51,10 +52,22 @@ void build_planes(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, in
 void pack_planes(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows, int64_t k0,
                  int64_t kc, int64_t jc, int64_t nc, float* dst);
 
+// The weight-gradient B block of pack_im2col_t (colT rows q0 .. q0+qc, columns k0 .. k0+nc <= KC,
+// in NR-column panels) through phase planes, for a view g of image 0 whose geometry pp is (pp.x is
+// overwritten): per image's run of q, the planes of the block's channels over the run's output
+// rows are built into buf (planes_t_floats floats), and each panel's rows are transposed from
+// their runs. Equals pack_im2col_t bit for bit, with every x sample copied once per block rather
+// than gathered once per tap.
+int64_t planes_t_floats(const PhasePlanes& pp, int64_t Cg);
+void pack_col_t_planes(const Im2col& g, PhasePlanes& pp, int64_t q0, int64_t qc, int64_t k0,
+                       int64_t nc, float* buf, float* dst);
+
 // AVX2 versions (same contracts, same bits); call only when base::use_avx2().
 void build_planes__avx2(const PhasePlanes& pp, int64_t c0, int64_t c1, int64_t oh0, int64_t rows,
                         float* buf);
 void pack_planes__avx2(const PhasePlanes& pp, const float* buf, int64_t c0, int64_t rows,
                        int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* dst);
+void pack_col_t_planes__avx2(const Im2col& g, PhasePlanes& pp, int64_t q0, int64_t qc, int64_t k0,
+                             int64_t nc, float* buf, float* dst);
 
 }  // namespace convkit::kernels::pack
