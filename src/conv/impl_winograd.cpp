@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "base/aligned.h"
 #include "base/cpu.h"
@@ -179,6 +180,7 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
   const int nt = static_cast<int>(std::clamp<int64_t>(units_max, 1, nthreads));
   Barrier barrier;
   std::atomic<bool> nonfinite{false};
+  std::vector<std::atomic<int64_t>> next_claim(static_cast<std::size_t>(pl.blocks));
   base::parallel_run(nt, [&](int tid, int n_threads) {
     float* V = per + tid * pl.per_thread;                // [xi]: cc x used in NR-column panels
     float* M = V + base::align_floats(pl.v_floats());    // [o][xi][slot]
@@ -213,11 +215,23 @@ bool wino_run(const ConvParams& p, const float* x, const WeightLayout& wl, const
         }
       }
       barrier.wait(n_threads);
-      const auto [u0, u1] = base::split_range(G * pl.tasks * Qc, tid, n_threads);
+      // Where tasks are plentiful (8 or more per thread) they go out whole from a counter, so a
+      // thread that runs slower (the machine is shared) takes fewer. Otherwise each thread takes
+      // an equal run of units (a task's panels are then split between at most two threads, and
+      // each transforms the task's tiles once).
+      const int64_t units = G * pl.tasks * Qc;
+      const bool claimed = G * pl.tasks >= 8 * n_threads;
+      const auto [u0, u1] = claimed ? std::pair<int64_t, int64_t>{0, units}
+                                    : base::split_range(units, tid, n_threads);
+      std::atomic<int64_t>& counter = next_claim[static_cast<std::size_t>(blk)];
       for (int64_t u = u0; u < u1;) {
+        if (claimed) {
+          u = counter.fetch_add(1, std::memory_order_relaxed) * Qc;
+          if (u >= units) break;
+        }
         const int64_t g = u / (pl.tasks * Qc), task = (u / Qc) % pl.tasks, qa = u % Qc;
-        const int64_t qb = std::min(Qc, qa + (u1 - u));
-        u += qb - qa;
+        const int64_t qb = claimed ? Qc : std::min(Qc, qa + (u1 - u));
+        if (!claimed) u += qb - qa;
         const int64_t t0 = task * TB, ns = std::min(TB, pl.tl.T - t0);
         const int64_t used = ns <= 8 ? 8 : kTB;  // slots ns .. used hold garbage
         wino::locate(p, pl.tl, pl.padded, pl.ld, pl.pf, t0, ns, sl);
