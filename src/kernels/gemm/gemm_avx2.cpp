@@ -6,7 +6,8 @@
 // apart; masked loads for a short last panel) and storing each as the packed panel row it uses,
 // prefetching rows for the next call and adding a bias as it stores.
 // The C tile's lines are prefetched before the k loop, so a tile that is not in cache (a large
-// output written once) arrives while the FMAs run instead of stalling the stores.
+// output written once) arrives while the FMAs run instead of stalling the stores; short calls
+// prefetch the next micro-panel's tile as well (kShortK).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -17,6 +18,12 @@
 namespace convkit::kernels::gemm {
 
 namespace {
+
+// Calls shorter than this end before a C line prefetched at their start arrives from memory, so
+// they also prefetch (into L2) the tile one micro-panel to the right: the drivers run every A
+// panel on a micro-panel before the next, so that tile's call comes a whole sweep of calls later.
+// (A 1x1 layer with K = 24 and O = 144 writes 7 MB of y: 1.32 -> 0.93 ms at 2 threads.)
+constexpr int64_t kShortK = 128;
 
 // ROWS (6 or 4) rows of the tile; with Pack, B row k is read from src + k * ldb (nr floats) and
 // stored to b + k * NR (zeros past nr) before use, else read from the packed panel b. With Extra,
@@ -33,6 +40,11 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + nr - 1), _MM_HINT_T0);
   }
+  if (kc < kShortK)
+    for (int64_t i = 0; i < mr; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 2 * NR - 1), _MM_HINT_T1);
+    }
   const __m256i m0 = first_lanes(nr < 8 ? nr : 8), m1 = first_lanes(nr > 8 ? nr - 8 : 0);
   const auto step = [&]() __attribute__((always_inline)) {
     __m256 b0, b1;
