@@ -1,5 +1,6 @@
 // Helpers shared by the fast implementations.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -37,6 +38,19 @@ bool all_finite(const float* v, int64_t n) {
     if (bad) return false;
   }
   return true;
+}
+
+bool all_finite(const float* v, int64_t n, int nthreads) {
+  // Large arrays (a big layer's weights: 2.4 M floats) are split between the threads, which would
+  // otherwise wait for one of them to read them all.
+  constexpr int64_t kParallelFloats = int64_t{1} << 18;
+  if (nthreads <= 1 || n < kParallelFloats) return all_finite(v, n);
+  std::atomic<bool> finite{true};
+  base::parallel_run(nthreads, [&](int tid, int nt) {
+    const auto [i0, i1] = base::split_range(n, tid, nt);
+    if (!all_finite(v + i0, i1 - i0)) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load(std::memory_order_relaxed);
 }
 
 namespace {

@@ -41,6 +41,8 @@ inline constexpr const char* kDirectLoops =
     "the direct loops, which skip padded taps as the reference does (0 * Inf would be NaN)";
 // True when none of v[0 .. n) is Inf or NaN.
 bool all_finite(const float* v, int64_t n);
+// The same, the array split between up to nthreads threads when it is large.
+bool all_finite(const float* v, int64_t n, int nthreads);
 // gb (O) = sum over n, oh, ow of gy (N, O, Ho, Wo), each channel summed in a fixed order.
 void bias_grad(const ConvParams& p, const float* gy, float* gb, int nthreads);
 // s[0] + ... + s[n - 1] in 8 interleaved float lanes (element i in lane i % 8), the lanes then

@@ -147,5 +147,34 @@ TEST(Sgemm, InplaceBEqualsPackedAtEveryAlignment) {
       }
 }
 
+// Both A packs against the packed format's definition: panel r holds a[k MR + i] = A(i0 + r + i,
+// k0 + k), zero rows past mc; the panel after the block is left alone. Blocks whose row count is
+// not a multiple of MR and whose k count is not a multiple of 8 (the AVX2 pack's step).
+TEST(Sgemm, PackARowsMatchesDefinition) {
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (const int64_t mc : {1, 5, 6, 7, 13, 32}) {
+    for (const int64_t kc : {1, 7, 8, 9, 31, 256}) {
+      const int64_t lda = kc + 11, i0 = 2, k0 = 3, Mp = round_up(mc, MR);
+      std::vector<float> A((i0 + mc) * lda);
+      for (auto& v : A) v = u(rng);
+      std::vector<float> want(Mp * kc + 8, -3.f);
+      for (int64_t r = 0; r < Mp; r += MR)
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t i = 0; i < MR; ++i)
+            want[r * kc + k * MR + i] = r + i < mc ? A[(i0 + r + i) * lda + k0 + k] : 0.f;
+      using Pack = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+      std::vector<Pack> packs = {pack_a_rows};
+      if (base::use_avx2()) packs.push_back(pack_a_rows__avx2);
+      for (const Pack pack : packs) {
+        std::vector<float> got(want.size(), -3.f);
+        pack(A.data(), lda, i0, mc, k0, std::min<int64_t>(kc, lda - k0), got.data());
+        EXPECT_EQ(want, got) << "mc " << mc << " kc " << kc
+                             << (pack == pack_a_rows ? " generic" : " avx2");
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace convkit::kernels::gemm

@@ -70,6 +70,10 @@ constexpr int64_t packed_b_floats(int64_t kc, int64_t nc) {
 // Packs A(i0 .. i0+mc, k0 .. k0+kc) of a row-major matrix (leading dimension lda) into dst.
 void pack_a_rows(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
                  float* dst);
+// AVX2 (call only when base::use_avx2()): 8 k of a panel's rows per step, transposed in
+// registers. The same floats.
+void pack_a_rows__avx2(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+                       float* dst);
 // Packs B(k0 .. k0+kc, j0 .. j0+nc) of a row-major matrix (leading dimension ldb) into dst.
 void pack_b_rows(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                  float* dst);

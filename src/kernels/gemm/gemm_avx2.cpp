@@ -14,6 +14,7 @@
 
 #include "kernels/gemm/gemm.h"
 #include "kernels/lanes_avx2.h"
+#include "kernels/transpose_avx2.h"
 
 namespace convkit::kernels::gemm {
 
@@ -145,6 +146,31 @@ void f32_gemm_6x16_inplace__avx2_fma(int64_t kc, const float* a, float* b, float
       tile<4, false, true>(kc, a, nullptr, 0, b, c, ldc, mr, nr, accumulate, &x);
     else
       tile<6, false, true>(kc, a, nullptr, 0, b, c, ldc, mr, nr, accumulate, &x);
+  }
+}
+
+void pack_a_rows__avx2(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+                       float* dst) {
+  static_assert(MR == 6);
+  for (int64_t r = 0; r < mc; r += MR) {
+    const int64_t rows = std::min(MR, mc - r);
+    const float* src[MR];
+    for (int64_t i = 0; i < MR; ++i) src[i] = A + (i0 + r + std::min(i, rows - 1)) * lda + k0;
+    float* d = dst + r * kc;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      __m256 v[8], t[8];
+      for (int64_t i = 0; i < MR; ++i)
+        v[i] = i < rows ? _mm256_loadu_ps(src[i] + k) : _mm256_setzero_ps();
+      v[6] = v[7] = _mm256_setzero_ps();
+      transpose8(v, t);  // t[j] lane i = A(r + i, k0 + k + j)
+      // 8 floats a store, each spilling 2 into the next k's row until the last (6 floats).
+      for (int j = 0; j < 7; ++j) _mm256_storeu_ps(d + (k + j) * MR, t[j]);
+      _mm_storeu_ps(d + (k + 7) * MR, _mm256_castps256_ps128(t[7]));
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + (k + 7) * MR + 4), _mm256_extractf128_ps(t[7], 1));
+    }
+    for (; k < kc; ++k)
+      for (int64_t i = 0; i < MR; ++i) d[k * MR + i] = i < rows ? src[i][k] : 0.f;
   }
 }
 
