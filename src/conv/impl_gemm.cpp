@@ -101,21 +101,27 @@ constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
                            pk::pack_col_t_planes,
                            kernels::gemm::pack_a_rows};
 
-// Packs a whole M x K matrix, A(i, k) = at(i, k), as the GEMM's A operand: K-blocks of KC (block
-// pc at dst + pc * Mp, Mp = M rounded up to MR), each MR-row panels (panel r at + r * kc), zero
-// rows past M. packed_a_at finds the (i0, k0) block's first panel. Large matrices are packed by
-// up to nthreads threads, panel by panel (a layer with 512 x 4608 weights and 7 x 7 images spent
-// 11% of its forward packing them on one thread while the other waited).
-template <typename At>
-void pack_a_whole(int64_t M, int64_t K, At&& at, float* dst, int nthreads = 1) {
+// Packs a whole M x K matrix as the GEMM's A operand: K-blocks of KC (block pc at dst + pc * Mp,
+// Mp = M rounded up to MR), each MR-row panels (panel r at + r * kc), zero rows past M.
+// row(i, k0, n, d) writes A(i, k0 + j) to d[j * MR], j < n: a run along one row, so the callers
+// step through their weight layouts instead of dividing per element (a k / kH kW per float cost
+// 30% of a backward-data pass with 2.4 M weights). Large matrices are packed by up to nthreads
+// threads, panel by panel. packed_a_at finds the (i0, k0) block's first panel.
+template <typename Row>
+void pack_a_whole(int64_t M, int64_t K, Row&& row, float* dst, int nthreads = 1) {
   constexpr int64_t kParallelFloats = int64_t{1} << 16;
   const int64_t Mp = round_up(M, MR), panels = Mp / MR, kblocks = (K + KC - 1) / KC;
   const auto pack = [&](int64_t u0, int64_t u1) {  // units (K block, panel)
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t pc = u / panels * KC, r = u % panels * MR, kc = std::min(KC, K - pc);
       float* d = dst + pc * Mp + r * kc;
-      for (int64_t k = 0; k < kc; ++k)
-        for (int64_t i = 0; i < MR; ++i) d[k * MR + i] = r + i < M ? at(r + i, pc + k) : 0.f;
+      for (int64_t i = 0; i < MR; ++i) {
+        if (r + i < M) {
+          row(r + i, pc, kc, d + i);
+        } else {
+          for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = 0.f;
+        }
+      }
     }
   };
   const int64_t units = kblocks * panels;
@@ -322,11 +328,11 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
   });
 }
 
-// Forward GEMM over explicit operands; weight(g, i, k) gives group g's A(i, k) (bwd_data stride 1
-// reuses it with gy and the flipped, transposed kernel, read in place).
-// With rowmajor (the forward's w), weight(g, i, k) = rowmajor[(g Og + i) K + k], packed 8 k at a
-// time by ops.pack_a_rows (the generic loop read 6 rows a float at a time: 1.2 ns a float, 13%
-// of a forward with 512 x 4608 weights on 7 x 7 images).
+// Forward GEMM over explicit operands. The A operand (group g's Og x K weights): with rowmajor (the
+// forward's w), A(i, k) = rowmajor[(g Og + i) K + k], packed 8 k at a time by ops.pack_a_rows
+// (a generic loop read 6 rows a float at a time: 13% of a forward with 512 x 4608 weights on 7 x 7
+// images); otherwise weight(g, i, k0, n, d) writes A(i, k0 .. k0+n) to d with stride MR
+// (pack_a_whole's row: bwd_data stride 1 reuses this with gy and the flipped, transposed kernel).
 template <typename WeightAt>
 void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&& weight,
              const float* b, float* y, float* ws, int nthreads, const float* rowmajor = nullptr) {
@@ -348,8 +354,8 @@ void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&&
   } else {
     for (int64_t g = 0; g < G; ++g)
       pack_a_whole(
-          Og, K, [&](int64_t i, int64_t k) { return weight(g, i, k); }, wpack + g * Mp * K,
-          nthreads);
+          Og, K, [&](int64_t i, int64_t k0, int64_t n, float* d) { weight(g, i, k0, n, d); },
+          wpack + g * Mp * K, nthreads);
   }
   float* bbufs = ws + base::align_floats(packed_w_floats(p));
   if (const int64_t rows = plane_rows(p, nthreads)) {
@@ -402,8 +408,11 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const int64_t K = kdim(p), Og = p.Og();
   const float* w = a.w;
   fwd_run(
-      *Ops, p, a.x, [=](int64_t g, int64_t i, int64_t k) { return w[(g * Og + i) * K + k]; }, a.b,
-      a.y, ws, nt, w);
+      *Ops, p, a.x,
+      [=](int64_t g, int64_t i, int64_t k0, int64_t n, float* d) {
+        for (int64_t k = 0; k < n; ++k) d[k * MR] = w[(g * Og + i) * K + k0 + k];
+      },
+      a.b, a.y, ws, nt, w);
 }
 
 // ---- backward data ----------------------------------------------------------------------------
@@ -453,9 +462,13 @@ void bwd_data_s1(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, flo
   // A(c, (o, t)) of group g = w[g Og + o][c][kH kW - 1 - t]: the kernel flipped and transposed.
   fwd_run(
       ops, transposed(p), a.gy,
-      [=](int64_t g, int64_t c, int64_t k) {
-        const int64_t o = k / khw, t = k % khw;
-        return w[((g * Og + o) * Cg + c) * khw + khw - 1 - t];
+      [=](int64_t g, int64_t c, int64_t k0, int64_t n, float* d) {
+        int64_t o = k0 / khw, t = k0 % khw;
+        const float* wc = w + ((g * Og + o) * Cg + c) * khw + khw - 1;  // w[g Og + o][c][last]
+        for (int64_t k = 0; k < n; ++k) {
+          d[k * MR] = wc[-t];
+          if (++t == khw) t = 0, wc += Cg * khw;
+        }
       },
       nullptr, a.gx, ws, nt);
 }
@@ -477,7 +490,10 @@ void bwd_data_strided(const GemmOps& ops, const ConvParams& p, const ConvArgs& a
       const int64_t r0 = bl * cb * khw, mrows = (std::min(Cg, (bl + 1) * cb) - bl * cb) * khw;
       const float* wg = a.w + g * Og * K;
       pack_a_whole(
-          mrows, Og, [&](int64_t i, int64_t o) { return wg[o * K + r0 + i]; },
+          mrows, Og,
+          [&](int64_t i, int64_t o0, int64_t n, float* d) {
+            for (int64_t o = 0; o < n; ++o) d[o * MR] = wg[(o0 + o) * K + r0 + i];
+          },
           apack + (g * blocks + bl) * ablock, nthreads);
     }
   float* thread_ws = ws + base::align_floats(p.groups * blocks * ablock);
