@@ -82,10 +82,15 @@ void pack_b_rows(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0
 //   pack_b(k0, kc, jc, nc, buf)   fills the B block (kc x nc) at (k0, jc) into buf (packed format)
 //   a_block(i0, mc, k0, kc)       returns the packed A block (mc x kc) at (i0, k0)
 //   epilogue(jc, nc)              runs after columns [jc, jc + nc) of C are final
+//   before_call()                 runs before every micro-kernel call (prefetches spread over them)
 // bbuf holds packed_b_floats(KC, NC) floats. C(i, j) lives at c[i * ldc + j].
-template <typename PackB, typename ABlock, typename Epilogue>
+struct NoHook {
+  void operator()() const {}
+};
+template <typename PackB, typename ABlock, typename Epilogue, typename BeforeCall = NoHook>
 void gemm_columns(MicroKernel uk, int64_t M, int64_t K, int64_t j0, int64_t j1, float* c,
-                  int64_t ldc, float* bbuf, PackB&& pack_b, ABlock&& a_block, Epilogue&& epilogue) {
+                  int64_t ldc, float* bbuf, PackB&& pack_b, ABlock&& a_block, Epilogue&& epilogue,
+                  BeforeCall&& before_call = {}) {
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = j1 - jc < NC ? j1 - jc : NC;
     if (K == 0) {  // an empty sum: C = 0
@@ -102,6 +107,7 @@ void gemm_columns(MicroKernel uk, int64_t M, int64_t K, int64_t j0, int64_t j1, 
           const int64_t nr = nc - jr < NR ? nc - jr : NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t mr = mc - ir < MR ? mc - ir : MR;
+            before_call();
             uk(kc, ablk + ir * kc, bbuf + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, mr, nr,
                pc > 0);
           }
