@@ -410,6 +410,32 @@ TEST(ConvImpl, DepthwiseKernelsMatchNaive) {
   }
 }
 
+// Narrow depthwise planes with multiplier 1 run 8 channels at a time (kd::f32_dwconv_c8_*): whole
+// and partial groups of 8 (C = 20, 17, 9), several groups per image and images per call, strides
+// 1 and 2, dilation 2, 5x5, padding on some sides only, the widest such output (23), with and
+// without bias.
+TEST(ConvImpl, DepthwiseNarrowPlanesEightChannelsAtATime) {
+  using testing::make;
+  std::vector<ConvParams> s = {
+      make(2, 20, 14, 14, 20, 3, 3, 1, 1, 1, 20), make(1, 16, 7, 7, 16, 3, 3, 2, 1, 1, 16),
+      make(3, 9, 11, 13, 9, 5, 5, 1, 2, 1, 9),    make(2, 17, 9, 10, 17, 3, 3, 1, 2, 2, 17),
+      make(1, 24, 23, 23, 24, 3, 3, 1, 1, 1, 24), make(2, 8, 30, 12, 8, 3, 3, 2, 0, 1, 8)};
+  ConvParams q = make(1, 12, 10, 9, 12, 3, 3, 1, 0, 1, 12);
+  q.pad_t = 2, q.pad_b = 0, q.pad_l = 0, q.pad_r = 1;
+  testing::finish(q);
+  s.push_back(q);
+  uint32_t seed = 1300;
+  for (const auto& p : s) {
+    SCOPED_TRACE(str(p));
+    if (base::use_avx2()) {
+      for (Pass pass : {Pass::Fwd, Pass::BwdData, Pass::BwdWeight})
+        EXPECT_EQ(conv::find_impl(pass, "dwconv_avx2")->why_not(p), nullptr);
+    }
+    EXPECT_GT(check_all(p, seed, seed % 2 == 0), 0);
+    ++seed;
+  }
+}
+
 // The same shapes through the portable fallbacks (as on a machine without AVX2).
 TEST(ConvImpl, PortableFallbacksMatchNaive) {
   base::set_isa_limit(base::Isa::Generic);

@@ -108,6 +108,24 @@ inline const char* unsupported(const Plane& g) {
   return nullptr;
 }
 
+// Channel-vectorised kernels for small planes (channel multiplier 1): up to 8 channels (nch) in
+// the lanes of a vector, their planes transposed into a zero-padded pixel-major scratch
+// (c8_scratch_floats(g) floats), so every tap is one full-vector FMA with no edge masks. A plane
+// of 14 x 14 has no interior vector: the per-plane kernels ran two masked border vectors per row.
+// x and y (gy) hold nch consecutive planes of one image. Unlike the per-plane kernels they do
+// multiply padded zeros: callers take them only with finite weights (forward), and the weight
+// gradient reports non-finite gy (false: gw then holds garbage) for the caller to rerun. Kernel
+// sides up to kMaxC8Taps taps in all. Per output (or gw element) the sum runs bias first, then
+// taps in (kh, kw) order (gw: images, rows, columns in order).
+constexpr int64_t kMaxC8Taps = 25;
+int64_t c8_scratch_floats(const Plane& g);
+// rotate: each filter turned by 180 degrees (backward-data at stride 1, on the flipped geometry).
+void f32_dwconv_c8_fwd__avx2_fma(const Plane& g, int64_t nch, const float* x, const float* w,
+                                 const float* bias, float* y, float* scratch, bool rotate = false);
+bool f32_dwconv_c8_wgrad__avx2_fma(const Plane& g, int64_t nch, int64_t N, const float* x,
+                                   int64_t x_ns, const float* gy, int64_t gy_ns, float* gw,
+                                   float* gb, float* scratch);
+
 // The kernel for g (fixed sizes where one matches, else kxk). g must be supported.
 FwdFn fwd_kernel(const Plane& g);
 WgradFn wgrad_kernel(const Plane& g);
