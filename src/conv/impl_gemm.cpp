@@ -60,6 +60,7 @@ int64_t kdim(const ConvParams& p) {
 struct GemmOps {
   MicroKernel uk;
   kernels::gemm::InplaceMicroKernel uki;
+  kernels::gemm::RowsMicroKernel uka;
   void (*pack_col)(const pk::Im2col& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
   void (*pack_col_t)(const pk::Im2col& g, int64_t q0, int64_t qc, int64_t k0, int64_t nc,
                      float* dst);
@@ -80,6 +81,7 @@ struct GemmOps {
 };
 constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
                         kernels::gemm::f32_gemm_6x16_inplace__avx2_fma,
+                        kernels::gemm::f32_gemm_6x16_arows__avx2_fma,
                         pk::pack_im2col__avx2,
                         pk::pack_im2col_t__avx2,
                         pk::pack_a_gy__avx2,
@@ -91,6 +93,7 @@ constexpr GemmOps kAvx2{kernels::gemm::f32_gemm_6x16__avx2_fma,
                         kernels::gemm::pack_a_rows__avx2};
 constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
                            kernels::gemm::f32_gemm_6x16_inplace__generic,
+                           kernels::gemm::f32_gemm_6x16_arows__generic,
                            pk::pack_im2col,
                            pk::pack_im2col_t,
                            pk::pack_a_gy,
@@ -910,7 +913,7 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const bool fuse_gb = a.gb && a.gw && fused_bias(p);
   if (a.gb && !fuse_gb) bias_grad(p, a.gy, a.gb, nthreads);
   if (!a.gw) return;
-  const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, Q = p.N * P, G = p.groups;
+  const int64_t Og = p.Og(), Cg = p.Cg(), K = kdim(p), P = p.Ho * p.Wo, Q = p.N * P, G = p.groups;
   const int64_t chunks = q_chunks(p);
   // With padding, non-finite gy must run the direct loops (see note_fallback). In chunks, each
   // task checks the slice of gy it is about to pack (in parallel, and the slice is then warm);
@@ -1009,6 +1012,35 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       }
     }
   };
+  // 1x1 stride 1, unpadded, in chunks, Og <= NC: the transposed product gw_g^T (Cg x Og) = x_g
+  // (Cg x Q) . gy_g^T (Q x Og), A = x's rows read in place by the micro-kernel (uka), B = gy's
+  // rows transposed into panels: only gy (Og rows, not x's Cg) is packed. Each q block stays in
+  // one image (x's rows run on there). The chunk's partial goes to the workspace transposed.
+  const bool swapped = chunks > 1 && Og <= NC && pk::is_plain(pk::im2col_view(p, a.x, 0, 0));
+  auto gemm_swapped = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, float* ct, double* bsum) {
+    pk::Im2col gview;  // gy of group g as a plain 1x1 view: Og planes of P floats per image
+    gview.x = a.gy + g * Og * P, gview.image_stride = p.O * P;
+    gview.H = gview.Ho = 1, gview.W = gview.Wo = P;
+    const int64_t panels = (Cg + MR - 1) / MR;
+    if (bsum) std::fill(bsum, bsum + Og, 0.0);
+    for (int64_t pc = q0; pc < q1;) {
+      const int64_t n = pc / P, j = pc % P, qc = std::min({KC, q1 - pc, P - j});
+      Ops->pack_col_t(gview, pc, qc, 0, Og, bbuf);
+      if (bsum) add_lane_sums(a.gy + (n * p.O + g * Og) * P + j, P, Og, qc, bsum);
+      const float* xr = a.x + (n * p.C + g * Cg) * P + j;  // x_g's rows at q = pc
+      for (int64_t r = 0; r < panels; ++r) {
+        const int64_t mr = std::min(MR, Cg - r * MR);
+        if (r + 1 < panels)  // the next panel's rows, while this one's calls run
+          for (int64_t i = 0; i < std::min(MR, Cg - (r + 1) * MR); ++i)
+            for (int64_t f = 0; f < qc; f += 16)
+              __builtin_prefetch(xr + ((r + 1) * MR + i) * P + f, 0, 3);
+        for (int64_t jr = 0; jr < Og; jr += NR)
+          Ops->uka(qc, xr + r * MR * P, P, bbuf + jr * qc, ct + r * MR * Og + jr, Og, mr,
+                   std::min(NR, Og - jr), pc > q0);
+      }
+      pc += qc;
+    }
+  };
   if (chunks > 1) {
     const int64_t tasks = G * chunks;
     const int nt = static_cast<int>(std::min<int64_t>(nthreads, tasks));
@@ -1031,18 +1063,32 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       }
       float* bbuf = thread_ws + tid * per_thread;
       float* part = partials + (c * G + g) * Og * K;
-      if (Og <= kernels::gemm::MC)
+      if (swapped)
+        gemm_swapped(bbuf, g, q0, q1, part, fuse_gb ? bias_parts + (c * G + g) * Og : nullptr);
+      else if (Og <= kernels::gemm::MC)
         gemm_q_outer(bbuf, g, q0, q1, part, fuse_gb ? bias_parts + (c * G + g) * Og : nullptr);
       else
         gemm(bbuf, g, q0, q1, 0, K, part);
     });
     if (non_finite.load()) return fallback();
-    // gw = partial 0 + partial 1 + ... in chunk order (O K floats per chunk: cheap, serial).
+    // gw = partial 0 + partial 1 + ... in chunk order (O K floats per chunk: cheap, serial);
+    // swapped partials are each group's gw_g^T (K x Og).
     const int64_t n = p.O * K;
-    std::copy(partials, partials + n, a.gw);
-    for (int64_t c = 1; c < chunks; ++c) {
-      const float* part = partials + c * n;
-      for (int64_t i = 0; i < n; ++i) a.gw[i] += part[i];
+    if (swapped) {
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t o = 0; o < Og; ++o)
+          for (int64_t k = 0; k < K; ++k) {
+            const float* part = partials + g * Og * K + k * Og + o;
+            float s = part[0];
+            for (int64_t c = 1; c < chunks; ++c) s += part[c * n];
+            a.gw[(g * Og + o) * K + k] = s;
+          }
+    } else {
+      std::copy(partials, partials + n, a.gw);
+      for (int64_t c = 1; c < chunks; ++c) {
+        const float* part = partials + c * n;
+        for (int64_t i = 0; i < n; ++i) a.gw[i] += part[i];
+      }
     }
     if (fuse_gb)  // gb = the chunks' shares, in chunk order
       for (int64_t o = 0; o < p.O; ++o) {

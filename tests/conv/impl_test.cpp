@@ -436,6 +436,21 @@ TEST(ConvImpl, DepthwiseNarrowPlanesEightChannelsAtATime) {
   }
 }
 
+// 1x1 layers whose weight gradient runs in q chunks as the transposed product (x read in place by
+// the rows micro-kernel, gy packed): channel counts off the 6-row and 16-column tiles, q blocks
+// that stop at image ends (P = 81, 221), groups, and the bias gradient fused into the sweep.
+TEST(ConvImpl, PointwiseWeightGradientInChunks) {
+  using testing::make;
+  uint32_t seed = 1400;
+  for (const auto& p :
+       {make(3, 64, 14, 14, 40, 1, 1), make(2, 19, 17, 13, 7, 1, 1), make(1, 8, 40, 40, 16, 1, 1),
+        make(2, 30, 20, 30, 4, 1, 1, 1, 0, 1, 2), make(4, 16, 9, 9, 24, 1, 1)}) {
+    SCOPED_TRACE(str(p));
+    EXPECT_GT(check_all(p, seed, seed % 2 == 0), 0);
+    ++seed;
+  }
+}
+
 // The same shapes through the portable fallbacks (as on a machine without AVX2).
 TEST(ConvImpl, PortableFallbacksMatchNaive) {
   base::set_isa_limit(base::Isa::Generic);

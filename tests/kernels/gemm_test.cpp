@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -174,6 +175,38 @@ TEST(Sgemm, PackARowsMatchesDefinition) {
       }
     }
   }
+}
+
+// The micro-kernels that read A in place against their packed counterparts: the same sums in the
+// same order, so equal bits, for every tile height and width, accumulating or not, with rows past
+// mr never touched in C.
+TEST(Sgemm, RowsMicroKernelEqualsPacked) {
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  struct Pair {
+    MicroKernel packed;
+    RowsMicroKernel rows;
+  };
+  std::vector<Pair> pairs = {{f32_gemm_6x16__generic, f32_gemm_6x16_arows__generic}};
+  if (base::use_avx2()) pairs.push_back({f32_gemm_6x16__avx2_fma, f32_gemm_6x16_arows__avx2_fma});
+  for (const Pair& k : pairs)
+    for (const int64_t kc : {1, 7, 64, 257})
+      for (int64_t mr = 1; mr <= MR; ++mr)
+        for (const int64_t nr : {1, 8, 13, 16}) {
+          const int64_t lda = kc + 5, ldc = 21;
+          std::vector<float> A(mr * lda), apack(kc * MR, 0.f), bmem(kc * NR + 16);
+          float* b = bmem.data() + (16 - reinterpret_cast<uintptr_t>(bmem.data()) % 64 / 4) % 16;
+          for (auto& v : A) v = u(rng);
+          for (int64_t i = 0; i < kc * NR; ++i) b[i] = u(rng);  // 64-byte aligned: a packed panel
+          for (int64_t k0 = 0; k0 < kc; ++k0)
+            for (int64_t i = 0; i < mr; ++i) apack[k0 * MR + i] = A[i * lda + k0];
+          for (const bool acc : {false, true}) {
+            std::vector<float> c1(MR * ldc, 0.5f), c2 = c1;
+            k.packed(kc, apack.data(), b, c1.data(), ldc, mr, nr, acc);
+            k.rows(kc, A.data(), lda, b, c2.data(), ldc, mr, nr, acc);
+            ASSERT_EQ(c1, c2) << "kc " << kc << " mr " << mr << " nr " << nr << " acc " << acc;
+          }
+        }
 }
 
 }  // namespace

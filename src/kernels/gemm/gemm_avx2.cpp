@@ -28,12 +28,18 @@ constexpr int64_t kShortK = 128;
 
 // ROWS (6 or 4) rows of the tile; with Pack, B row k is read from src + k * ldb (nr floats) and
 // stored to b + k * NR (zeros past nr) before use, else read from the packed panel b. With Extra,
-// x's bias and prefetches (f32_gemm_6x16_inplace__avx2_fma's contract in gemm.h) apply.
-template <int ROWS, bool Pack, bool Extra>
+// x's bias and prefetches (f32_gemm_6x16_inplace__avx2_fma's contract in gemm.h) apply. With
+// ARows, A(i, k) is a[i * lda + k] (rows past mr repeat row mr - 1, never stored), else the
+// packed panel's a[k * MR + i].
+template <int ROWS, bool Pack, bool Extra, bool ARows = false>
 inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, const float* src,
                                                 int64_t ldb, float* b, float* c, int64_t ldc,
                                                 int64_t mr, int64_t nr, bool accumulate,
-                                                const InplaceArgs* x) {
+                                                const InplaceArgs* x, int64_t lda = 0) {
+  const float* ar[ROWS];
+  if constexpr (ARows)
+    for (int i = 0; i < ROWS; ++i) ar[i] = a + (i < mr ? i : mr - 1) * lda;
+  int64_t ka = 0;  // the A column (ARows)
   __m256 acc[ROWS][2];
 #pragma GCC unroll 8
   for (int i = 0; i < ROWS; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -62,11 +68,14 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
     }
 #pragma GCC unroll 8
     for (int i = 0; i < ROWS; ++i) {
-      const __m256 ai = _mm256_broadcast_ss(a + i);
+      const __m256 ai = _mm256_broadcast_ss(ARows ? ar[i] + ka : a + i);
       acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
     }
-    a += MR;
+    if constexpr (ARows)
+      ++ka;
+    else
+      a += MR;
     b += NR;
   };
   if constexpr (Extra) {
@@ -126,6 +135,15 @@ void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* 
     tile<4, false, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr);
   else
     tile<6, false, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr);
+}
+
+void f32_gemm_6x16_arows__avx2_fma(int64_t kc, const float* a, int64_t lda, const float* b,
+                                   float* c, int64_t ldc, int64_t mr, int64_t nr, bool accumulate) {
+  float* bp = const_cast<float*>(b);  // read only: Pack is false
+  if (mr <= 4)
+    tile<4, false, false, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr, lda);
+  else
+    tile<6, false, false, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr, lda);
 }
 
 void f32_gemm_6x16_inplace__avx2_fma(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
