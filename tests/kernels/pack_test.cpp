@@ -4,6 +4,7 @@
 // strides 1 and 2, wide rows (runs of a full 16-lane panel) and 1x1 layers read in place.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 #include <random>
 #include <string>
@@ -103,21 +104,32 @@ TEST(Pack, Avx2PacksEqualPortableOnes) {
 // for bit for blocks of tasks of whole output rows (rows where a tap's run wraps, partial panels,
 // k blocks starting and ending inside a channel), over strides 1 to 3, dilation, asymmetric
 // padding and groups.
-TEST(Pack, PhasePlanesEqualIm2col) {
-  std::mt19937 rng(29);
-  struct Case {
-    int64_t C, H, W, kh, kw, s, d, pt, pb, pl, pr, groups;
-  };
-  const Case cases[] = {
+// Layers whose B blocks phase planes can build (Wo sW >= W): strides 1 to 3, dilation, asymmetric
+// padding, groups, a 1x1 stride-2 layer, wide rows; plus `extra`. N images.
+std::vector<ConvParams> planes_cases(int64_t N, std::vector<std::array<int64_t, 12>> extra = {}) {
+  std::vector<std::array<int64_t, 12>> cases = {
       {6, 9, 13, 3, 3, 2, 1, 1, 1, 1, 1, 1},  {4, 14, 14, 3, 3, 2, 1, 1, 1, 1, 1, 2},
       {3, 23, 21, 7, 7, 2, 1, 3, 3, 3, 3, 1}, {5, 8, 8, 1, 1, 2, 1, 0, 0, 0, 0, 1},
       {4, 10, 12, 5, 5, 1, 1, 2, 2, 2, 2, 1}, {3, 11, 10, 3, 3, 1, 2, 2, 2, 2, 2, 1},
       {2, 13, 17, 3, 5, 3, 1, 1, 2, 2, 1, 1}, {40, 6, 7, 3, 3, 2, 2, 2, 1, 3, 2, 1},
       {2, 7, 40, 3, 3, 2, 1, 1, 0, 1, 1, 1}};
-  for (const Case& c : cases) {
-    ConvParams p = testing::make(2, c.C, c.H, c.W, 2 * c.groups, c.kh, c.kw, c.s, 0, c.d, c.groups);
-    p.pad_t = c.pt, p.pad_b = c.pb, p.pad_l = c.pl, p.pad_r = c.pr;
+  cases.insert(cases.end(), extra.begin(), extra.end());
+  std::vector<ConvParams> out;
+  for (const auto& c : cases) {  // C, H, W, kh, kw, s, d, pad t b l r, groups
+    ConvParams p = testing::make(N, c[0], c[1], c[2], 2 * c[11], c[3], c[4], c[5], 0, c[6], c[11]);
+    p.pad_t = c[7], p.pad_b = c[8], p.pad_l = c[9], p.pad_r = c[10];
     testing::finish(p);
+    out.push_back(p);
+  }
+  return out;
+}
+
+TEST(Pack, PhasePlanesEqualIm2col) {
+  std::mt19937 rng(29);
+  for (const ConvParams& p : planes_cases(2)) {
+    struct {
+      int64_t C, H, W, kh, kw, s, d;
+    } c{p.C, p.H, p.W, p.kH, p.kW, p.sH, p.dH};
     ASSERT_TRUE(planes_fit(p)) << "case C" << c.C << " " << c.H << "x" << c.W;
     const auto x = random_floats(rng, p.N * p.C * p.H * p.W);
     const int64_t K = p.Cg() * p.kH * p.kW, khw = p.kH * p.kW;
@@ -164,19 +176,11 @@ TEST(Pack, PhasePlanesEqualIm2col) {
 // filled with garbage first.
 TEST(Pack, PhasePlanesTransposedEqualColT) {
   std::mt19937 rng(31);
-  struct Case {
-    int64_t C, H, W, kh, kw, s, d, pt, pb, pl, pr, groups;
-  };
-  const Case cases[] = {
-      {6, 9, 13, 3, 3, 2, 1, 1, 1, 1, 1, 1},  {4, 14, 14, 3, 3, 2, 1, 1, 1, 1, 1, 2},
-      {3, 23, 21, 7, 7, 2, 1, 3, 3, 3, 3, 1}, {4, 10, 12, 5, 5, 1, 1, 2, 2, 2, 2, 1},
-      {3, 11, 10, 3, 3, 1, 2, 2, 2, 2, 2, 1}, {2, 13, 17, 3, 5, 3, 1, 1, 2, 2, 1, 1},
-      {40, 6, 7, 3, 3, 2, 2, 2, 1, 3, 2, 1},  {2, 7, 40, 3, 3, 2, 1, 1, 0, 1, 1, 1},
-      {20, 56, 56, 3, 3, 2, 1, 1, 1, 1, 1, 1}};
-  for (const Case& c : cases) {
-    ConvParams p = testing::make(3, c.C, c.H, c.W, 2 * c.groups, c.kh, c.kw, c.s, 0, c.d, c.groups);
-    p.pad_t = c.pt, p.pad_b = c.pb, p.pad_l = c.pl, p.pad_r = c.pr;
-    testing::finish(p);
+  for (const ConvParams& p : planes_cases(3, {{20, 56, 56, 3, 3, 2, 1, 1, 1, 1, 1, 1}})) {
+    struct {
+      int64_t C, H, W, kh, kw, s;
+    } c{p.C, p.H, p.W, p.kH, p.kW, p.sH};
+    if (p.kH * p.kW == 1) continue;  // 1x1 layers gather their blocks (no planes)
     ASSERT_TRUE(planes_fit(p)) << "case C" << c.C << " " << c.H << "x" << c.W;
     const auto x = random_floats(rng, p.N * p.C * p.H * p.W);
     const int64_t K = p.Cg() * p.kH * p.kW, khw = p.kH * p.kW, P = p.Ho * p.Wo, Q = p.N * P;

@@ -166,19 +166,15 @@ int64_t planes_t_floats(const PhasePlanes& pp, int64_t Cg) {
 
 void pack_col_t_planes(const Im2col& g, PhasePlanes& pp, int64_t q0, int64_t qc, int64_t k0,
                        int64_t nc, float* buf, float* dst) {
-  pack_col_t_planes_with(
-      g, pp, q0, qc, k0, nc, buf, dst,
-      [](const PhasePlanes& pl, int64_t c0, int64_t c1, int64_t oh0, int64_t rows, float* b) {
-        build_planes(pl, c0, c1, oh0, rows, b);
-      },
-      [](int64_t ntaps, int64_t len, int64_t col0, int64_t width, const float* const* run,
-         const int64_t* shift, float* d) {
-        for (int64_t i = 0; i < len; ++i)
-          for (int64_t kk = 0; kk < NR; ++kk) {
-            const int64_t m = kk < ntaps ? (col0 + i) % width + shift[kk] : -1;
-            d[i * NR + kk] = m >= 0 && m < width ? run[kk][i] : 0.f;
-          }
-      });
+  pack_col_t_planes_with(g, pp, q0, qc, k0, nc, buf, dst, build_planes,
+                         [](int64_t ntaps, int64_t len, int64_t col0, int64_t width,
+                            const float* const* run, const int64_t* shift, float* d) {
+                           for (int64_t i = 0; i < len; ++i)
+                             for (int64_t kk = 0; kk < NR; ++kk) {
+                               const int64_t m = kk < ntaps ? (col0 + i) % width + shift[kk] : -1;
+                               d[i * NR + kk] = m >= 0 && m < width ? run[kk][i] : 0.f;
+                             }
+                         });
 }
 
 void col2im_add(const Im2col& g, const float* dcol, int64_t ld, int64_t k0, int64_t kc, int64_t j0,

@@ -327,12 +327,7 @@ void pack_runs_t(int64_t ntaps, int64_t len, int64_t col0, int64_t width, const 
 
 void pack_col_t_planes__avx2(const Im2col& g, PhasePlanes& pp, int64_t q0, int64_t qc, int64_t k0,
                              int64_t nc, float* buf, float* dst) {
-  pack_col_t_planes_with(
-      g, pp, q0, qc, k0, nc, buf, dst,
-      [](const PhasePlanes& pl, int64_t c0, int64_t c1, int64_t oh0, int64_t rows, float* b) {
-        build_planes__avx2(pl, c0, c1, oh0, rows, b);
-      },
-      pack_runs_t);
+  pack_col_t_planes_with(g, pp, q0, qc, k0, nc, buf, dst, build_planes__avx2, pack_runs_t);
 }
 
 }  // namespace convkit::kernels::pack
