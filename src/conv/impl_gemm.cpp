@@ -331,35 +331,36 @@ void fwd_planes(const GemmOps& ops, const ConvParams& p, const float* x, const f
   });
 }
 
-// Forward GEMM over explicit operands. The A operand (group g's Og x K weights): with rowmajor (the
-// forward's w), A(i, k) = rowmajor[(g Og + i) K + k], packed 8 k at a time by ops.pack_a_rows
-// (a generic loop read 6 rows a float at a time: 13% of a forward with 512 x 4608 weights on 7 x 7
-// images); otherwise weight(g, i, k0, n, d) writes A(i, k0 .. k0+n) to d with stride MR
-// (pack_a_whole's row: bwd_data stride 1 reuses this with gy and the flipped, transposed kernel).
-template <typename WeightAt>
-void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, WeightAt&& weight,
-             const float* b, float* y, float* ws, int nthreads, const float* rowmajor = nullptr) {
+// The forward's row-major weights (group g's A(i, k) = w[(g Og + i) K + k]) in pack_a_whole's
+// format, 8 k at a time by ops.pack_a_rows, (group, K block, panel) units split between the threads
+// (a generic loop read 6 rows a float at a time on one thread: 13% of a forward with 512 x 4608
+// weights on 7 x 7 images, the other thread waiting).
+void pack_weight_rows(const GemmOps& ops, const ConvParams& p, const float* w, float* wpack,
+                      int nthreads) {
+  const int64_t Og = p.Og(), K = kdim(p), G = p.groups, Mp = round_up(Og, MR);
+  const int64_t panels = Mp / MR, kblocks = (K + KC - 1) / KC, units = G * kblocks * panels;
+  const int pack_nt = G * Mp * K >= (int64_t{1} << 16) ? nthreads : 1;
+  base::parallel_run(pack_nt, [&](int tid, int nt) {
+    const auto [u0, u1] = base::split_range(units, tid, nt);
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t g = u / (kblocks * panels), pc = u / panels % kblocks * KC;
+      const int64_t r = u % panels * MR, kc = std::min(KC, K - pc);
+      ops.pack_a_rows(w + g * Og * K, K, r, std::min(MR, Og - r), pc, kc,
+                      wpack + g * Mp * K + pc * Mp + r * kc);
+    }
+  });
+}
+
+// Forward GEMM over explicit operands. pack_w(wpack) packs every group's A operand (Og x K), group
+// g at wpack + g * round_up(Og, MR) * K in pack_a_whole's format: the forward's row-major weights
+// (pack_weight_rows), or bwd_data stride 1's flipped, transposed kernel (with gy as the input).
+template <typename PackW>
+void fwd_run(const GemmOps& ops, const ConvParams& p, const float* x, PackW&& pack_w,
+             const float* b, float* y, float* ws, int nthreads) {
   const int64_t Og = p.Og(), K = kdim(p), P = p.Ho * p.Wo, G = p.groups;
   const int64_t Mp = round_up(Og, MR);
   float* wpack = ws;  // (G, K-blocks of Mp x kc)
-  if (rowmajor) {
-    const int64_t panels = Mp / MR, kblocks = (K + KC - 1) / KC, units = G * kblocks * panels;
-    const int pack_nt = G * Mp * K >= (int64_t{1} << 16) ? nthreads : 1;
-    base::parallel_run(pack_nt, [&](int tid, int nt) {
-      const auto [u0, u1] = base::split_range(units, tid, nt);
-      for (int64_t u = u0; u < u1; ++u) {  // (group, K block, panel)
-        const int64_t g = u / (kblocks * panels), pc = u / panels % kblocks * KC;
-        const int64_t r = u % panels * MR, kc = std::min(KC, K - pc);
-        ops.pack_a_rows(rowmajor + g * Og * K, K, r, std::min(MR, Og - r), pc, kc,
-                        wpack + g * Mp * K + pc * Mp + r * kc);
-      }
-    });
-  } else {
-    for (int64_t g = 0; g < G; ++g)
-      pack_a_whole(
-          Og, K, [&](int64_t i, int64_t k0, int64_t n, float* d) { weight(g, i, k0, n, d); },
-          wpack + g * Mp * K, nthreads);
-  }
+  pack_w(wpack);
   float* bbufs = ws + base::align_floats(packed_w_floats(p));
   if (const int64_t rows = plane_rows(p, nthreads)) {
     fwd_planes(ops, p, x, wpack, b, y, bbufs, rows, nthreads);
@@ -423,14 +424,9 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     kernels::direct::fwd(p, a.x, a.w, a.b, a.y);
     return;
   }
-  const int64_t K = kdim(p), Og = p.Og();
-  const float* w = a.w;
   fwd_run(
-      *Ops, p, a.x,
-      [=](int64_t g, int64_t i, int64_t k0, int64_t n, float* d) {
-        for (int64_t k = 0; k < n; ++k) d[k * MR] = w[(g * Og + i) * K + k0 + k];
-      },
-      a.b, a.y, ws, nt, w);
+      *Ops, p, a.x, [&](float* wpack) { pack_weight_rows(*Ops, p, a.w, wpack, nt); }, a.b, a.y, ws,
+      nt);
 }
 
 // ---- backward data ----------------------------------------------------------------------------
@@ -478,17 +474,21 @@ void bwd_data_s1(const GemmOps& ops, const ConvParams& p, const ConvArgs& a, flo
   const int64_t Cg = p.Cg(), Og = p.Og(), khw = p.kH * p.kW;
   const float* w = a.w;
   // A(c, (o, t)) of group g = w[g Og + o][c][kH kW - 1 - t]: the kernel flipped and transposed.
-  fwd_run(
-      ops, transposed(p), a.gy,
-      [=](int64_t g, int64_t c, int64_t k0, int64_t n, float* d) {
-        int64_t o = k0 / khw, t = k0 % khw;
-        const float* wc = w + ((g * Og + o) * Cg + c) * khw + khw - 1;  // w[g Og + o][c][last]
-        for (int64_t k = 0; k < n; ++k) {
-          d[k * MR] = wc[-t];
-          if (++t == khw) t = 0, wc += Cg * khw;
-        }
-      },
-      nullptr, a.gx, ws, nt);
+  const auto pack_w = [&](float* wpack) {
+    for (int64_t g = 0; g < p.groups; ++g)
+      pack_a_whole(
+          Cg, Og * khw,
+          [&](int64_t c, int64_t k0, int64_t n, float* d) {
+            int64_t t = k0 % khw;
+            const float* wc = w + ((g * Og + k0 / khw) * Cg + c) * khw + khw - 1;  // its last tap
+            for (int64_t k = 0; k < n; ++k) {
+              d[k * MR] = wc[-t];
+              if (++t == khw) t = 0, wc += Cg * khw;
+            }
+          },
+          wpack + g * round_up(Cg, MR) * Og * khw, nt);
+  };
+  fwd_run(ops, transposed(p), a.gy, pack_w, nullptr, a.gx, ws, nt);
 }
 
 // Stride > 1: each thread owns a range of input channels c (rows c kH kW .. of dcol): per group it
