@@ -39,8 +39,8 @@ using RowsMicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const 
                                  int64_t ldc, int64_t mr, int64_t nr, bool accumulate);
 void f32_gemm_6x16_arows__avx2_fma(int64_t kc, const float* a, int64_t lda, const float* b,
                                    float* c, int64_t ldc, int64_t mr, int64_t nr, bool accumulate);
-void f32_gemm_6x16_arows__generic(int64_t kc, const float* a, int64_t lda, const float* b,
-                                  float* c, int64_t ldc, int64_t mr, int64_t nr, bool accumulate);
+void f32_gemm_6x16_arows__generic(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                                  int64_t ldc, int64_t mr, int64_t nr, bool accumulate);
 
 // The micro-kernel of gemm_inplace_b: C as MicroKernel computes it, plus
 //   - with src: B's rows are read in place (src + k * ldb, nr floats; zeros past nr) and stored

@@ -24,8 +24,8 @@ void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-void f32_gemm_6x16_arows__generic(int64_t kc, const float* a, int64_t lda, const float* b,
-                                  float* c, int64_t ldc, int64_t mr, int64_t nr, bool accumulate) {
+void f32_gemm_6x16_arows__generic(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                                  int64_t ldc, int64_t mr, int64_t nr, bool accumulate) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k)
     for (int64_t i = 0; i < MR; ++i) {
