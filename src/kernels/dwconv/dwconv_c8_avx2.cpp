@@ -37,10 +37,10 @@ inline void flat_blocks(int64_t n, F&& f) {
 }
 
 // dst[r][q][l] = src plane l (channel stride cs; H x W) at row r - top, column q - left, for a
-// rows x cols scratch (top, left >= 0); 0 elsewhere. The
-// planes are read 8 flat elements at a time (whole vectors across row ends). Lanes l >= nch repeat
-// lane nch - 1 (their results are never stored). With nonfinite, ORs each loaded vector's v - v
-// into it (0 for finite floats, NaN otherwise).
+// rows x cols scratch (top, left >= 0); 0 elsewhere. The planes are read 8 flat elements at a time
+// (whole vectors across row ends). Lanes l >= nch repeat lane nch - 1 (their results are never
+// stored). With nonfinite, ORs each loaded vector's v - v into it (0 for finite floats, NaN
+// otherwise).
 void transpose_in(const float* src, int64_t cs, int64_t nch, int64_t H, int64_t W, int64_t top,
                   int64_t left, int64_t rows, int64_t cols, float* dst, __m256* nonfinite) {
   // Zeros where the plane does not land: whole rows above and below it, columns beside it.
