@@ -451,6 +451,26 @@ TEST(ConvImpl, PointwiseWeightGradientInChunks) {
   }
 }
 
+// Forward weights of 2 MB and more on the planes path are read in place by the rows micro-kernel
+// instead of packed (the workspace then holds no copy of them): 3x3 with 256 channels on 7x7
+// images, two groups of 192, and a 5x5 layer, with and without bias.
+TEST(ConvImpl, LargeForwardWeightsReadInPlace) {
+  using testing::make;
+  uint32_t seed = 1500;
+  for (const auto& p :
+       {make(1, 256, 7, 7, 256, 3, 3, 1, 1), make(1, 384, 4, 5, 384, 3, 3, 1, 1, 1, 2),
+        make(1, 160, 7, 7, 160, 5, 5, 1, 2)}) {
+    SCOPED_TRACE(str(p));
+    if (base::use_avx2()) {
+      const conv::Impl* gemm = conv::find_impl(Pass::Fwd, "gemm_avx2");
+      ASSERT_EQ(gemm->why_not(p), nullptr);
+      EXPECT_LT(gemm->workspace_floats(p, 1), static_cast<std::size_t>(p.O * p.Cg() * p.kH * p.kW));
+    }
+    EXPECT_GT(check_all(p, seed, seed % 2 == 0), 0);
+    ++seed;
+  }
+}
+
 // The same shapes through the portable fallbacks (as on a machine without AVX2).
 TEST(ConvImpl, PortableFallbacksMatchNaive) {
   base::set_isa_limit(base::Isa::Generic);

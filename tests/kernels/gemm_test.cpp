@@ -179,7 +179,7 @@ TEST(Sgemm, PackARowsMatchesDefinition) {
 
 // The micro-kernels that read A in place against their packed counterparts: the same sums in the
 // same order, so equal bits, for every tile height and width, accumulating or not, with rows past
-// mr never touched in C.
+// mr never touched in C; with a bias, those bits plus the bias.
 TEST(Sgemm, RowsMicroKernelEqualsPacked) {
   std::mt19937 rng(23);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -200,11 +200,20 @@ TEST(Sgemm, RowsMicroKernelEqualsPacked) {
           for (int64_t i = 0; i < kc * NR; ++i) b[i] = u(rng);  // 64-byte aligned: a packed panel
           for (int64_t k0 = 0; k0 < kc; ++k0)
             for (int64_t i = 0; i < mr; ++i) apack[k0 * MR + i] = A[i * lda + k0];
+          std::vector<float> bias(MR);
+          for (auto& v : bias) v = u(rng);
           for (const bool acc : {false, true}) {
             std::vector<float> c1(MR * ldc, 0.5f), c2 = c1;
             k.packed(kc, apack.data(), b, c1.data(), ldc, mr, nr, acc);
-            k.rows(kc, A.data(), lda, b, c2.data(), ldc, mr, nr, acc);
+            k.rows(kc, A.data(), lda, b, c2.data(), ldc, mr, nr, acc, nullptr);
             ASSERT_EQ(c1, c2) << "kc " << kc << " mr " << mr << " nr " << nr << " acc " << acc;
+            // With a bias: the packed result plus the bias, rounded once more.
+            for (int64_t i = 0; i < mr; ++i)
+              for (int64_t j = 0; j < nr; ++j) c1[i * ldc + j] += bias[i];
+            std::vector<float> c3(MR * ldc, 0.5f);
+            k.rows(kc, A.data(), lda, b, c3.data(), ldc, mr, nr, acc, bias.data());
+            ASSERT_EQ(c1, c3) << "bias: kc " << kc << " mr " << mr << " nr " << nr << " acc "
+                              << acc;
           }
         }
 }

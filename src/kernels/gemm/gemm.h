@@ -34,13 +34,17 @@ void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c
                             int64_t mr, int64_t nr, bool accumulate);
 
 // MicroKernel with A read in place: A(i, k) = a[i * lda + k] (rows past mr are not stored), the
-// same sums in the same order, bit for bit.
+// same sums in the same order, bit for bit; with bias (not null), bias[i] is then added to row i
+// as a step of its own (InplaceArgs' bias rounding).
 using RowsMicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
-                                 int64_t ldc, int64_t mr, int64_t nr, bool accumulate);
+                                 int64_t ldc, int64_t mr, int64_t nr, bool accumulate,
+                                 const float* bias);
 void f32_gemm_6x16_arows__avx2_fma(int64_t kc, const float* a, int64_t lda, const float* b,
-                                   float* c, int64_t ldc, int64_t mr, int64_t nr, bool accumulate);
+                                   float* c, int64_t ldc, int64_t mr, int64_t nr, bool accumulate,
+                                   const float* bias);
 void f32_gemm_6x16_arows__generic(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
-                                  int64_t ldc, int64_t mr, int64_t nr, bool accumulate);
+                                  int64_t ldc, int64_t mr, int64_t nr, bool accumulate,
+                                  const float* bias);
 
 // The micro-kernel of gemm_inplace_b: C as MicroKernel computes it, plus
 //   - with src: B's rows are read in place (src + k * ldb, nr floats; zeros past nr) and stored

@@ -138,12 +138,21 @@ void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* 
 }
 
 void f32_gemm_6x16_arows__avx2_fma(int64_t kc, const float* a, int64_t lda, const float* b,
-                                   float* c, int64_t ldc, int64_t mr, int64_t nr, bool accumulate) {
+                                   float* c, int64_t ldc, int64_t mr, int64_t nr, bool accumulate,
+                                   const float* bias) {
   float* bp = const_cast<float*>(b);  // read only: Pack is false
-  if (mr <= 4)
+  if (bias) {
+    InplaceArgs x;
+    x.bias = bias;
+    if (mr <= 4)
+      tile<4, false, true, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, &x, lda);
+    else
+      tile<6, false, true, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, &x, lda);
+  } else if (mr <= 4) {
     tile<4, false, false, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr, lda);
-  else
+  } else {
     tile<6, false, false, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr, lda);
+  }
 }
 
 void f32_gemm_6x16_inplace__avx2_fma(int64_t kc, const float* a, float* b, float* c, int64_t ldc,

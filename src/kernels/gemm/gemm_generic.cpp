@@ -25,7 +25,8 @@ void f32_gemm_6x16__generic(int64_t kc, const float* a, const float* b, float* c
 }
 
 void f32_gemm_6x16_arows__generic(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
-                                  int64_t ldc, int64_t mr, int64_t nr, bool accumulate) {
+                                  int64_t ldc, int64_t mr, int64_t nr, bool accumulate,
+                                  const float* bias) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k)
     for (int64_t i = 0; i < MR; ++i) {
@@ -33,8 +34,10 @@ void f32_gemm_6x16_arows__generic(int64_t kc, const float* a, int64_t lda, const
       for (int64_t j = 0; j < NR; ++j) acc[i][j] += ai * b[k * NR + j];
     }
   for (int64_t i = 0; i < mr; ++i)
-    for (int64_t j = 0; j < nr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+    for (int64_t j = 0; j < nr; ++j) {
+      const float v = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+      c[i * ldc + j] = bias ? v + bias[i] : v;
+    }
 }
 
 void f32_gemm_6x16_inplace__generic(int64_t kc, const float* a, float* b, float* c, int64_t ldc,
