@@ -51,19 +51,37 @@ const char* why_not(const ConvParams& p) {
 // weight gradient 7x7 0.32 vs 0.27, 14x14 0.184 vs 0.170, 20x20 0.31 vs 0.28.
 constexpr int64_t kC8FwdMaxWo = 12, kC8WgradMaxWo = 23;
 constexpr int64_t kC8MaxScratch = int64_t{1} << 16;
+// Whether the 8-channel kernels can take geometry g of p (multiplier 1), and their scratch: one
+// per thread, c8_floats(g) each.
+bool c8_fits(const kd::Plane& g, const ConvParams& p) {
+  return p.Og() == 1 && p.kH * p.kW <= kd::kMaxC8Taps && kd::c8_scratch_floats(g) <= kC8MaxScratch;
+}
+int64_t c8_floats(const kd::Plane& g) {
+  return base::align_floats(kd::c8_scratch_floats(g));
+}
+std::size_t c8_ws(const kd::Plane& g, int nt) {
+  return static_cast<std::size_t>(std::max(nt, 1) * c8_floats(g));
+}
 bool use_c8(const ConvParams& p, int64_t max_wo) {
-  return p.Og() == 1 && p.Wo <= max_wo && p.kH * p.kW <= kd::kMaxC8Taps &&
-         kd::c8_scratch_floats(plane_of(p)) <= kC8MaxScratch;
-}
-int64_t c8_floats(const ConvParams& p) {
-  return base::align_floats(kd::c8_scratch_floats(plane_of(p)));
-}
-
-std::size_t c8_ws(const ConvParams& p, int nt, int64_t max_wo) {
-  return use_c8(p, max_wo) ? static_cast<std::size_t>(std::max(nt, 1) * c8_floats(p)) : 0;
+  return p.Wo <= max_wo && c8_fits(plane_of(p), p);
 }
 std::size_t fwd_ws(const ConvParams& p, int nt) {
-  return c8_ws(p, nt, kC8FwdMaxWo);
+  return use_c8(p, kC8FwdMaxWo) ? c8_ws(plane_of(p), nt) : 0;
+}
+
+// The 8-channel forward kernel over (image, 8 channels) tasks: src holds N images of C planes of
+// g.H x g.W, dst of g.Ho x g.Wo (the forward: x to y; backward-data: gy to gx, rotate).
+void c8_forward(const kd::Plane& g, const ConvParams& p, const float* src, const float* w,
+                const float* bias, float* dst, bool rotate, float* ws, int max_nt) {
+  const int64_t kk = p.kH * p.kW, groups = (p.C + 7) / 8, tasks = p.N * groups;
+  const int64_t per = c8_floats(g), src_plane = g.H * g.W, dst_plane = g.Ho * g.Wo;
+  const int nt = static_cast<int>(std::min<int64_t>(base::threads_for(p.flops(), max_nt), tasks));
+  base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
+    const int64_t n = t / groups, c0 = t % groups * 8, nch = std::min<int64_t>(8, p.C - c0);
+    kd::f32_dwconv_c8_fwd__avx2_fma(g, nch, src + (n * p.C + c0) * src_plane, w + c0 * kk,
+                                    bias ? bias + c0 : nullptr, dst + (n * p.C + c0) * dst_plane,
+                                    ws + tid * per, rotate);
+  });
 }
 
 // Row chunks per plane so that `planes` planes make a few tasks per thread (outputs do not depend
@@ -77,14 +95,7 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const kd::Plane g = plane_of(p);
   // Padded taps would multiply the weights: the 8-channel kernels take finite ones only.
   if (use_c8(p, kC8FwdMaxWo) && (!p.has_padding() || all_finite(a.w, p.O * p.kH * p.kW))) {
-    const int64_t kk = p.kH * p.kW, groups = (p.C + 7) / 8, tasks = p.N * groups;
-    const int nt = static_cast<int>(std::min<int64_t>(base::threads_for(p.flops(), max_nt), tasks));
-    base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
-      const int64_t n = t / groups, c0 = t % groups * 8, nch = std::min<int64_t>(8, p.C - c0);
-      kd::f32_dwconv_c8_fwd__avx2_fma(g, nch, a.x + (n * p.C + c0) * p.H * p.W, a.w + c0 * kk,
-                                      a.b ? a.b + c0 : nullptr, a.y + (n * p.O + c0) * p.Ho * p.Wo,
-                                      ws + tid * c8_floats(p));
-    });
+    c8_forward(g, p, a.x, a.w, a.b, a.y, false, ws, max_nt);
     return;
   }
   const kd::FwdFn kernel = kd::fwd_kernel(g);
@@ -114,32 +125,19 @@ kd::Plane flipped(const ConvParams& p) {
   return f;
 }
 bool use_c8_bwd_data(const ConvParams& p) {
-  if (p.Og() != 1 || p.sH != 1 || p.sW != 1 || p.W > kC8FwdMaxWo) return false;
+  if (p.sH != 1 || p.sW != 1 || p.W > kC8FwdMaxWo) return false;
   const kd::Plane f = flipped(p);
-  return f.pad_t >= 0 && f.pad_l >= 0 && p.kH * p.kW <= kd::kMaxC8Taps &&
-         kd::c8_scratch_floats(f) <= kC8MaxScratch;
+  return f.pad_t >= 0 && f.pad_l >= 0 && c8_fits(f, p);
 }
 std::size_t bwd_data_ws(const ConvParams& p, int nt) {
-  return use_c8_bwd_data(p)
-             ? static_cast<std::size_t>(std::max(nt, 1) *
-                                        base::align_floats(kd::c8_scratch_floats(flipped(p))))
-             : 0;
+  return use_c8_bwd_data(p) ? c8_ws(flipped(p), nt) : 0;
 }
 
 void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   const kd::Plane g = plane_of(p);
   // gy's zero border meets every filter tap there: finite weights only, as the forward.
   if (use_c8_bwd_data(p) && all_finite(a.w, p.O * p.kH * p.kW)) {
-    const kd::Plane f = flipped(p);
-    const int64_t kk = p.kH * p.kW, groups = (p.C + 7) / 8, tasks = p.N * groups;
-    const int64_t per = base::align_floats(kd::c8_scratch_floats(f));
-    const int nt = static_cast<int>(std::min<int64_t>(base::threads_for(p.flops(), max_nt), tasks));
-    base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
-      const int64_t n = t / groups, c0 = t % groups * 8, nch = std::min<int64_t>(8, p.C - c0);
-      kd::f32_dwconv_c8_fwd__avx2_fma(f, nch, a.gy + (n * p.O + c0) * p.Ho * p.Wo, a.w + c0 * kk,
-                                      nullptr, a.gx + (n * p.C + c0) * p.H * p.W, ws + tid * per,
-                                      true);
-    });
+    c8_forward(flipped(p), p, a.gy, a.w, nullptr, a.gx, true, ws, max_nt);
     return;
   }
   const int nt0 = base::threads_for(p.flops(), max_nt);
@@ -171,7 +169,7 @@ int64_t wgrad_chunks(const ConvParams& p) {
 std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
   const int64_t nc = wgrad_chunks(p);
   const std::size_t chunks = nc == 1 ? 0 : static_cast<std::size_t>(p.O * nc * (p.kH * p.kW + 1));
-  return std::max(chunks, c8_ws(p, nt, kC8WgradMaxWo));
+  return std::max(chunks, use_c8(p, kC8WgradMaxWo) ? c8_ws(plane_of(p), nt) : 0);
 }
 
 void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
@@ -190,7 +188,7 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
       if (!kd::f32_dwconv_c8_wgrad__avx2_fma(g, nch, p.N, a.x + c0 * p.H * p.W, p.C * p.H * p.W,
                                              a.gy + c0 * p.Ho * p.Wo, p.O * p.Ho * p.Wo,
                                              a.gw + c0 * kk, a.gb ? a.gb + c0 : nullptr,
-                                             ws + tid * c8_floats(p)))
+                                             ws + tid * c8_floats(g)))
         finite.store(false, std::memory_order_relaxed);
     });
     // Padded taps would have multiplied a non-finite gy: the per-plane kernels skip them.

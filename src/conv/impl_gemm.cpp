@@ -110,9 +110,11 @@ constexpr GemmOps kGeneric{kernels::gemm::f32_gemm_6x16__generic,
 // step through their weight layouts instead of dividing per element (a k / kH kW per float cost
 // 30% of a backward-data pass with 2.4 M weights). Large matrices are packed by up to nthreads
 // threads, panel by panel. packed_a_at finds the (i0, k0) block's first panel.
+// Weight packs of this many floats or more are split between the threads.
+constexpr int64_t kParallelPackFloats = int64_t{1} << 16;
+
 template <typename Row>
 void pack_a_whole(int64_t M, int64_t K, Row&& row, float* dst, int nthreads = 1) {
-  constexpr int64_t kParallelFloats = int64_t{1} << 16;
   const int64_t Mp = round_up(M, MR), panels = Mp / MR, kblocks = (K + KC - 1) / KC;
   const auto pack = [&](int64_t u0, int64_t u1) {  // units (K block, panel)
     for (int64_t u = u0; u < u1; ++u) {
@@ -128,7 +130,7 @@ void pack_a_whole(int64_t M, int64_t K, Row&& row, float* dst, int nthreads = 1)
     }
   };
   const int64_t units = kblocks * panels;
-  if (nthreads <= 1 || Mp * K < kParallelFloats) return pack(0, units);
+  if (nthreads <= 1 || Mp * K < kParallelPackFloats) return pack(0, units);
   base::parallel_run(nthreads, [&](int tid, int nt) {
     const auto [u0, u1] = base::split_range(units, tid, nt);
     pack(u0, u1);
@@ -359,7 +361,7 @@ void pack_weight_rows(const GemmOps& ops, const ConvParams& p, const float* w, f
                       int nthreads) {
   const int64_t Og = p.Og(), K = kdim(p), G = p.groups, Mp = round_up(Og, MR);
   const int64_t panels = Mp / MR, kblocks = (K + KC - 1) / KC, units = G * kblocks * panels;
-  const int pack_nt = G * Mp * K >= (int64_t{1} << 16) ? nthreads : 1;
+  const int pack_nt = G * Mp * K >= kParallelPackFloats ? nthreads : 1;
   base::parallel_run(pack_nt, [&](int tid, int nt) {
     const auto [u0, u1] = base::split_range(units, tid, nt);
     for (int64_t u = u0; u < u1; ++u) {
@@ -730,7 +732,7 @@ void bwd_data_phases(const GemmOps& ops, void (*interleave)(const kernels::phase
   // Large weights are packed by all the threads, each taking a range of o in every phase.
   float* apack = ws;
   const int64_t Mp = round_up(Cg, MR), Ka = phase_a_floats(p);
-  const int pack_nt = p.groups * Ka >= (int64_t{1} << 16) ? nthreads : 1;
+  const int pack_nt = p.groups * Ka >= kParallelPackFloats ? nthreads : 1;
   base::parallel_run(pack_nt, [&](int tid, int ntt) {
     const auto [o0, o1] = base::split_range(Og, tid, ntt);
     for (int64_t g = 0, off = 0; g < p.groups; ++g)
