@@ -1046,9 +1046,9 @@ void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
   // one image (x's rows run on there). The chunk's partial goes to the workspace transposed.
   const bool swapped = chunks > 1 && Og <= NC && pk::is_plain(pk::im2col_view(p, a.x, 0, 0));
   auto gemm_swapped = [&](float* bbuf, int64_t g, int64_t q0, int64_t q1, float* ct, double* bsum) {
-    pk::Im2col gview;  // gy of group g as a plain 1x1 view: Og planes of P floats per image
-    gview.x = a.gy + g * Og * P, gview.image_stride = p.O * P;
-    gview.H = gview.Ho = 1, gview.W = gview.Wo = P;
+    ConvParams gp = p;  // gy has x's geometry with O channels: the same plain 1x1 view of it
+    gp.C = p.O;
+    const pk::Im2col gview = pk::im2col_view(gp, a.gy, 0, g);
     const int64_t panels = (Cg + MR - 1) / MR;
     if (bsum) std::fill(bsum, bsum + Og, 0.0);
     for (int64_t pc = q0; pc < q1;) {
