@@ -11,8 +11,8 @@
 //               cut into a fixed number of chunks (set by the shape alone) whose partials are
 //               added in chunk order.
 // Narrow planes with multiplier 1 (use_c8) run the forward, the weight gradient and the stride-1
-// backward-data 8 channels at a time instead (tasks: (image, 8 channels), and for the weight
-// gradient 8 channels over all images).
+// backward-data 8 channels at a time instead (tasks: 8 channels over a run of images, and for the
+// weight gradient over all images).
 // No split changes any output's order of summation, so results do not depend on the thread count.
 #include <algorithm>
 #include <atomic>
@@ -44,12 +44,21 @@ const char* why_not(const ConvParams& p) {
   return zero_padding_reason(p);
 }
 
+// Threads for a depthwise pass. base::threads_for sizes a thread's share by FLOPs at the GEMM's
+// rate; depthwise layers do C/groups = 1 multiply-add per loaded value and run at a sixth to a
+// tenth of that rate (10-30 against 90 GFLOP/s a core, convkit bench), so their FLOPs count 8
+// times. MobileNetV2's 3x3 over 960 channels of 7 x 7 (3.4 MFLOP, 0.27 ms) ran on one thread.
+int dw_threads(const ConvParams& p, int max_nt) {
+  return base::threads_for(8 * p.flops(), max_nt);
+}
+
 // Narrow planes with multiplier 1 run 8 channels at a time (kd::f32_dwconv_c8_*): there the
 // per-plane kernels spend most of a row on masked border vectors, and the transposes in and out
-// cost less. Measured (fw driver, 2 threads, N 4, 3x3, C 384 or 960), per-plane vs 8 channels:
-// forward 7x7 0.44 vs 0.26 ms, 10x10 0.24 vs 0.17, 12x12 0.239 vs 0.230, 14x14 0.158 vs 0.170;
-// weight gradient 7x7 0.32 vs 0.27, 14x14 0.184 vs 0.170, 20x20 0.31 vs 0.28.
-constexpr int64_t kC8FwdMaxWo = 12, kC8WgradMaxWo = 23;
+// cost less. Measured (fw driver, 2 threads, N 4, 3x3), per-plane vs 8 channels, medians of 5
+// rounds: forward 14x14 C 384 0.162 vs 0.146 ms, 16x16
+// C 256 0.111 vs 0.099, 28x28 C 128 0.146 vs 0.155, 56x56 0.47 vs 0.59; backward-data 14x14
+// 0.173 vs 0.126; weight gradient 28x28 0.153 vs 0.116, 32x32 0.183 vs 0.172, 56x56 0.44 vs 0.49.
+constexpr int64_t kC8FwdMaxWo = 16, kC8WgradMaxWo = 32;
 constexpr int64_t kC8MaxScratch = int64_t{1} << 16;
 // Whether the 8-channel kernels can take geometry g of p (multiplier 1), and their scratch: one
 // per thread, c8_floats(g) each.
@@ -69,17 +78,26 @@ std::size_t fwd_ws(const ConvParams& p, int nt) {
   return use_c8(p, kC8FwdMaxWo) ? c8_ws(plane_of(p), nt) : 0;
 }
 
-// The 8-channel forward kernel over (image, 8 channels) tasks: src holds N images of C planes of
-// g.H x g.W, dst of g.Ho x g.Wo (the forward: x to y; backward-data: gy to gx, rotate).
+// The 8-channel forward kernel over (8 channels, run of images) tasks: src holds N images of C
+// planes of g.H x g.W, dst of g.Ho x g.Wo (the forward: x to y; backward-data: gy to gx, rotate).
+// A task takes all the images where there are 4 channel groups a thread (each call builds its
+// filters' vectors and its scratch's border once: per image they were a third of a 7 x 7 plane's
+// time), else runs of them.
 void c8_forward(const kd::Plane& g, const ConvParams& p, const float* src, const float* w,
                 const float* bias, float* dst, bool rotate, float* ws, int max_nt) {
-  const int64_t kk = p.kH * p.kW, groups = (p.C + 7) / 8, tasks = p.N * groups;
+  const int64_t kk = p.kH * p.kW, groups = (p.C + 7) / 8;
   const int64_t per = c8_floats(g), src_plane = g.H * g.W, dst_plane = g.Ho * g.Wo;
-  const int nt = static_cast<int>(std::min<int64_t>(base::threads_for(p.flops(), max_nt), tasks));
+  const int nt0 = dw_threads(p, max_nt);
+  const int64_t runs = std::min<int64_t>(p.N, (4 * nt0 + groups - 1) / groups);
+  const int64_t run = (p.N + runs - 1) / runs, tasks = groups * runs;
+  const int nt = static_cast<int>(std::min<int64_t>(nt0, tasks));
   base::parallel_tasks(nt, tasks, [&](int tid, int64_t t) {
-    const int64_t n = t / groups, c0 = t % groups * 8, nch = std::min<int64_t>(8, p.C - c0);
-    kd::f32_dwconv_c8_fwd__avx2_fma(g, nch, src + (n * p.C + c0) * src_plane, w + c0 * kk,
-                                    bias ? bias + c0 : nullptr, dst + (n * p.C + c0) * dst_plane,
+    const int64_t c0 = t / runs * 8, nch = std::min<int64_t>(8, p.C - c0);
+    const int64_t n0 = t % runs * run, n1 = std::min(p.N, n0 + run);
+    if (n1 <= n0) return;
+    kd::f32_dwconv_c8_fwd__avx2_fma(g, nch, n1 - n0, src + (n0 * p.C + c0) * src_plane,
+                                    p.C * src_plane, w + c0 * kk, bias ? bias + c0 : nullptr,
+                                    dst + (n0 * p.C + c0) * dst_plane, p.C * dst_plane,
                                     ws + tid * per, rotate);
   });
 }
@@ -99,7 +117,7 @@ void fwd(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     return;
   }
   const kd::FwdFn kernel = kd::fwd_kernel(g);
-  const int nt0 = base::threads_for(p.flops(), max_nt);
+  const int nt0 = dw_threads(p, max_nt);
   const int64_t M = p.Og(), planes = p.N * p.O, rc = rows_per_chunk(planes, p.Ho, nt0);
   const int64_t chunks = (p.Ho + rc - 1) / rc, tasks = planes * chunks;
   const int nt = static_cast<int>(std::min<int64_t>(nt0, tasks));
@@ -140,7 +158,7 @@ void bwd_data(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
     c8_forward(flipped(p), p, a.gy, a.w, nullptr, a.gx, true, ws, max_nt);
     return;
   }
-  const int nt0 = base::threads_for(p.flops(), max_nt);
+  const int nt0 = dw_threads(p, max_nt);
   const int64_t M = p.Og(), planes = p.N * p.C, rc = rows_per_chunk(planes, p.H, nt0);
   const int64_t chunks = (p.H + rc - 1) / rc, tasks = planes * chunks;
   const int nt = static_cast<int>(std::min<int64_t>(nt0, tasks));
@@ -173,7 +191,7 @@ std::size_t bwd_weight_ws(const ConvParams& p, int nt) {
 }
 
 void bwd_weight(const ConvParams& p, const ConvArgs& a, float* ws, int max_nt) {
-  const int nthreads = base::threads_for(p.flops(), max_nt);
+  const int nthreads = dw_threads(p, max_nt);
   if (!a.gw) {
     bias_grad(p, a.gy, a.gb, nthreads);
     return;

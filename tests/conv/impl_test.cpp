@@ -411,15 +411,17 @@ TEST(ConvImpl, DepthwiseKernelsMatchNaive) {
 }
 
 // Narrow depthwise planes with multiplier 1 run 8 channels at a time (kd::f32_dwconv_c8_*): whole
-// and partial groups of 8 (C = 20, 17, 9), several groups per image and images per call, strides
-// 1 and 2, dilation 2, 5x5, padding on some sides only, the widest such output (23), with and
+// and partial groups of 8 (C = 20, 17, 9), several groups per image and images per call (C 72 and
+// 64: each call runs every image), strides 1 and 2, dilation 2, 5x5, padding on some sides only,
+// output rows of 4 to 16 (one block of 8 or 4, 8 + 4, 8 + 8 reaching past the row), with and
 // without bias.
 TEST(ConvImpl, DepthwiseNarrowPlanesEightChannelsAtATime) {
   using testing::make;
   std::vector<ConvParams> s = {
       make(2, 20, 14, 14, 20, 3, 3, 1, 1, 1, 20), make(1, 16, 7, 7, 16, 3, 3, 2, 1, 1, 16),
       make(3, 9, 11, 13, 9, 5, 5, 1, 2, 1, 9),    make(2, 17, 9, 10, 17, 3, 3, 1, 2, 2, 17),
-      make(1, 24, 23, 23, 24, 3, 3, 1, 1, 1, 24), make(2, 8, 30, 12, 8, 3, 3, 2, 0, 1, 8)};
+      make(1, 24, 23, 23, 24, 3, 3, 1, 1, 1, 24), make(2, 8, 30, 12, 8, 3, 3, 2, 0, 1, 8),
+      make(3, 72, 7, 7, 72, 3, 3, 1, 1, 1, 72),   make(2, 64, 16, 16, 64, 3, 3, 1, 1, 1, 64)};
   ConvParams q = make(1, 12, 10, 9, 12, 3, 3, 1, 0, 1, 12);
   q.pad_t = 2, q.pad_b = 0, q.pad_l = 0, q.pad_r = 1;
   testing::finish(q);

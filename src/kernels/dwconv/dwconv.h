@@ -120,8 +120,11 @@ inline const char* unsupported(const Plane& g) {
 constexpr int64_t kMaxC8Taps = 25;
 int64_t c8_scratch_floats(const Plane& g);
 // rotate: each filter turned by 180 degrees (backward-data at stride 1, on the flipped geometry).
-void f32_dwconv_c8_fwd__avx2_fma(const Plane& g, int64_t nch, const float* x, const float* w,
-                                 const float* bias, float* y, float* scratch, bool rotate = false);
+// N images: x + n * x_ns and y + n * y_ns (the filters' vectors and the scratch's zero border are
+// set up once for all of them).
+void f32_dwconv_c8_fwd__avx2_fma(const Plane& g, int64_t nch, int64_t N, const float* x,
+                                 int64_t x_ns, const float* w, const float* bias, float* y,
+                                 int64_t y_ns, float* scratch, bool rotate = false);
 bool f32_dwconv_c8_wgrad__avx2_fma(const Plane& g, int64_t nch, int64_t N, const float* x,
                                    int64_t x_ns, const float* gy, int64_t gy_ns, float* gw,
                                    float* gb, float* scratch);

@@ -1,8 +1,10 @@
 // Channel-vectorised depthwise kernels for small planes (dwconv.h: f32_dwconv_c8_*): the lanes of a
 // vector are 8 channels. Their planes are transposed (8 x 8 in registers) into a zero-padded,
 // pixel-major scratch, scratch[r][q][lane], r and q the padded row and column; every tap of every
-// output is then one full-vector FMA with no edge masks, and the outputs are transposed back as
-// they are stored. Per output the sum is bias first, then the taps in (kh, kw) order.
+// output is then one full-vector FMA with no edge masks; the outputs, computed row by row into a
+// pixel-major buffer, are transposed back as they are stored. The zero border is written once a
+// call, and a call runs several images. Per output the sum is bias first, then the taps in
+// (kh, kw) order.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -36,14 +38,11 @@ inline void flat_blocks(int64_t n, F&& f) {
   for (int64_t p = 0; p < n; p += 8) f(std::min(p, n - 8), int64_t{8});
 }
 
-// dst[r][q][l] = src plane l (channel stride cs; H x W) at row r - top, column q - left, for a
-// rows x cols scratch (top, left >= 0); 0 elsewhere. The planes are read 8 flat elements at a time
-// (whole vectors across row ends). Lanes l >= nch repeat lane nch - 1 (their results are never
-// stored). With nonfinite, ORs each loaded vector's v - v into it (0 for finite floats, NaN
-// otherwise).
-void transpose_in(const float* src, int64_t cs, int64_t nch, int64_t H, int64_t W, int64_t top,
-                  int64_t left, int64_t rows, int64_t cols, float* dst, __m256* nonfinite) {
-  // Zeros where the plane does not land: whole rows above and below it, columns beside it.
+// Zeros where a plane of H x W placed at (top, left) does not land in a rows x cols scratch
+// (dst[r][q][8]): whole rows above and below it, columns beside it. Once per call: every image's
+// transpose_rows then writes the same places.
+void zero_border(int64_t H, int64_t W, int64_t top, int64_t left, int64_t rows, int64_t cols,
+                 float* dst) {
   for (int64_t r = 0; r < rows; ++r) {
     float* d = dst + r * cols * 8;
     if (r < top || r >= top + H) {
@@ -53,61 +52,103 @@ void transpose_in(const float* src, int64_t cs, int64_t nch, int64_t H, int64_t 
     std::memset(d, 0, sizeof(float) * std::min(left, cols) * 8);
     if (left + W < cols) std::memset(d + (left + W) * 8, 0, sizeof(float) * (cols - left - W) * 8);
   }
+}
+
+// dst[r + top][q + left][l] = src plane l (channel stride cs; H x W) at row r, column q, for the
+// r, q that land inside the rows x cols scratch (samples no output reads are dropped). Per plane
+// row 8 columns at a time: 8 loads (whole vectors, reaching into the next row; masked only where
+// they would pass the plane's end), one 8 x 8 transpose, the row's columns stored in a run. Lanes
+// l >= nch repeat lane nch - 1 (their results are never stored). With nonfinite, ORs each loaded
+// vector's v - v into it (0 for finite floats, NaN otherwise; the lanes past the row are other
+// samples of the same plane).
+void transpose_rows(const float* src, int64_t cs, int64_t nch, int64_t H, int64_t W, int64_t top,
+                    int64_t left, int64_t rows, int64_t cols, float* dst, __m256* nonfinite) {
   int64_t off[8];
   for (int64_t l = 0; l < 8; ++l) off[l] = std::min(l, nch - 1) * cs;
+  const int64_t r_end = std::min(H, rows - top), q_end = std::min(W, cols - left), n = H * W;
   __m256 nf = _mm256_setzero_ps();
-  flat_blocks(H * W, [&](int64_t p0, int64_t n) {
-    __m256 v[8], t[8];
-    if (n == 8) {
+  for (int64_t r = 0; r < r_end; ++r) {
+    float* d = dst + ((r + top) * cols + left) * 8;
+    for (int64_t q0 = 0; q0 < q_end; q0 += 8) {
+      const int64_t p0 = r * W + q0, m = std::min<int64_t>(8, q_end - q0);
+      __m256 v[8], t[8];
+      if (p0 + 8 <= n) {
 #pragma GCC unroll 8
-      for (int l = 0; l < 8; ++l) v[l] = _mm256_loadu_ps(src + off[l] + p0);
-    } else {
-      const __m256i m = first_lanes(n);
+        for (int l = 0; l < 8; ++l) v[l] = _mm256_loadu_ps(src + off[l] + p0);
+      } else {
+        const __m256i mask = first_lanes(n - p0);
 #pragma GCC unroll 8
-      for (int l = 0; l < 8; ++l) v[l] = _mm256_maskload_ps(src + off[l] + p0, m);
+        for (int l = 0; l < 8; ++l) v[l] = _mm256_maskload_ps(src + off[l] + p0, mask);
+      }
+      if (nonfinite)
+#pragma GCC unroll 8
+        for (int l = 0; l < 8; ++l) nf = _mm256_or_ps(nf, _mm256_sub_ps(v[l], v[l]));
+      transpose8(v, t);  // t[j] = column q0 + j, lanes the channels
+      // Stores one by one (a loop up to m became a rep movsq of t through the stack: 30% of the
+      // transpose).
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j)
+        if (j < m) _mm256_storeu_ps(d + (q0 + j) * 8, t[j]);
     }
-    if (nonfinite)
-#pragma GCC unroll 8
-      for (int l = 0; l < 8; ++l) nf = _mm256_or_ps(nf, _mm256_sub_ps(v[l], v[l]));
-    transpose8(v, t);  // t[j] = element p0 + j, lanes the channels
-    int64_t r = p0 / W, q = p0 % W;
-    for (int64_t j = 0; j < n; ++j) {
-      if (r + top < rows && q + left < cols)  // samples no output reads are dropped
-        _mm256_storeu_ps(dst + ((r + top) * cols + q + left) * 8, t[j]);
-      if (++q == W) q = 0, ++r;
-    }
-  });
+  }
   if (nonfinite) *nonfinite = _mm256_or_ps(*nonfinite, nf);
 }
 
-// The forward over flat blocks of 8 outputs (rows one after another); KH, KW fixed (0: g's, at
-// run time). Each output's taps start at its own scratch offset; the 8 outputs of all lanes are
-// transposed back into 8 consecutive floats of each channel's plane.
-template <int KH, int KW>
-void fwd_flat(const Plane& g, const Padded& pd, const float* xt, const __m256* wt, __m256 bv,
-              int64_t nch, float* y) {
-  const int64_t kH = KH ? KH : g.kH, kW = KW ? KW : g.kW, ys = g.Ho * g.Wo;
-  flat_blocks(ys, [&](int64_t o0, int64_t n) {
-    const float* base[8];
-    int64_t oh = o0 / g.Wo, ow = o0 % g.Wo;
-    for (int j = 0; j < 8; ++j) {
-      base[j] = xt + (oh * g.sH * pd.Wp + ow * g.sW) * 8;
-      if (j + 1 < n && ++ow == g.Wo) ow = 0, ++oh;  // past n: repeat the last output
-    }
-    __m256 acc[8], out[8];
+// B outputs of one row into the pixel-major yt (yt[j * 8], j < B): each output's window starts
+// SW columns after the previous one's (SW 0: g.sW, at run time). The B accumulators stay in
+// registers with the tap's weight; the window loads are the FMAs' memory operands at offsets
+// fixed for the kernel (a per-output pointer each spilled: the flat blocks this replaced ran at a
+// quarter of the FMA rate).
+template <int KH, int KW, int SW, int B>
+inline __attribute__((always_inline)) void fwd_block(const Plane& g, const Padded& pd,
+                                                     const float* s, const __m256* wt, __m256 bv,
+                                                     float* yt) {
+  const int64_t kH = KH ? KH : g.kH, kW = KW ? KW : g.kW;
+  const int64_t step = (SW ? SW : g.sW) * 8, row = g.dH * pd.Wp * 8, col = g.dW * 8;
+  __m256 acc[B];
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) acc[j] = bv;
-    for (int64_t kh = 0; kh < kH; ++kh) {
+  for (int j = 0; j < B; ++j) acc[j] = bv;
+  for (int64_t kh = 0; kh < kH; ++kh, s += row) {
+    const float* sk = s;
 #pragma GCC unroll 7
-      for (int64_t kw = 0; kw < kW; ++kw) {
-        const __m256 wv = wt[kh * kW + kw];
-        const int64_t off = (kh * g.dH * pd.Wp + kw * g.dW) * 8;
+    for (int64_t kw = 0; kw < kW; ++kw, sk += col) {
+      const __m256 wv = wt[kh * kW + kw];
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j)
-          acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(base[j] + off), acc[j]);
+      for (int j = 0; j < B; ++j)
+        acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(sk + j * step), acc[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < B; ++j) _mm256_storeu_ps(yt + j * 8, acc[j]);
+}
+
+// The forward, row by row into yt (Ho Wo x 8, pixel-major), in blocks of 8 outputs and a last
+// block of 4 where 4 or fewer remain. A block may run past the row's end: its extra outputs read
+// the next rows (or the scratch's slack after the last) and land in the next row's places, which
+// that row overwrites, or in yt's slack. Then yt goes back to the channels' planes, 8 flat
+// outputs at a time, transposed.
+template <int KH, int KW, int SW>
+void fwd_rows(const Plane& g, const Padded& pd, const float* xt, const __m256* wt, __m256 bv,
+              float* yt, int64_t nch, float* y) {
+  const int64_t step = g.sW * 8, ys = g.Ho * g.Wo;
+  for (int64_t oh = 0; oh < g.Ho; ++oh) {
+    const float* s = xt + oh * g.sH * pd.Wp * 8;
+    float* yr = yt + oh * g.Wo * 8;
+    for (int64_t ow = 0; ow < g.Wo;) {
+      if (g.Wo - ow > 4) {
+        fwd_block<KH, KW, SW, 8>(g, pd, s + ow * step, wt, bv, yr + ow * 8);
+        ow += 8;
+      } else {
+        fwd_block<KH, KW, SW, 4>(g, pd, s + ow * step, wt, bv, yr + ow * 8);
+        ow += 4;
       }
     }
-    transpose8(acc, out);  // out[l] = channel l's outputs o0 .. o0 + 7
+  }
+  flat_blocks(ys, [&](int64_t o0, int64_t n) {
+    __m256 v[8], out[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) v[j] = _mm256_loadu_ps(yt + (o0 + std::min<int64_t>(j, n - 1)) * 8);
+    transpose8(v, out);  // out[l] = channel l's outputs o0 .. o0 + 7
     if (n == 8) {
       for (int64_t l = 0; l < nch; ++l) _mm256_storeu_ps(y + l * ys + o0, out[l]);
     } else {
@@ -154,16 +195,22 @@ void wgrad_image(const Plane& g, const Padded& pd, const float* xt, const float*
 
 }  // namespace
 
-int64_t c8_scratch_floats(const Plane& g) {
+// The scratch: the padded source (Hp Wp x 8) and the slack that the forward's last block reads
+// past it (7 windows on), then the outputs or gy (Ho Wo x 8) and the slack of the last block's
+// stores.
+static int64_t c8_out_offset(const Plane& g) {
   const Padded pd = padded(g);
-  return (pd.Hp * pd.Wp + g.Ho * g.Wo) * 8;
+  return (pd.Hp * pd.Wp + 7 * g.sW) * 8;
+}
+int64_t c8_scratch_floats(const Plane& g) {
+  return c8_out_offset(g) + (g.Ho * g.Wo + 7) * 8;
 }
 
-void f32_dwconv_c8_fwd__avx2_fma(const Plane& g, int64_t nch, const float* x, const float* w,
-                                 const float* bias, float* y, float* scratch, bool rotate) {
+void f32_dwconv_c8_fwd__avx2_fma(const Plane& g, int64_t nch, int64_t N, const float* x,
+                                 int64_t x_ns, const float* w, const float* bias, float* y,
+                                 int64_t y_ns, float* scratch, bool rotate) {
   const Padded pd = padded(g);
   const int64_t kk = g.kH * g.kW;
-  transpose_in(x, g.H * g.W, nch, g.H, g.W, g.pad_t, g.pad_l, pd.Hp, pd.Wp, scratch, nullptr);
   // The filters' taps and the biases, lanes the channels (lanes past nch repeat the last: their
   // outputs are not stored). Built in registers: 8 scalar stores read back as a vector stall.
   int64_t c[8];
@@ -177,12 +224,20 @@ void f32_dwconv_c8_fwd__avx2_fma(const Plane& g, int64_t nch, const float* x, co
   const __m256 bv = bias ? _mm256_setr_ps(bias[c[0]], bias[c[1]], bias[c[2]], bias[c[3]],
                                           bias[c[4]], bias[c[5]], bias[c[6]], bias[c[7]])
                          : _mm256_setzero_ps();
-  if (g.kH == 3 && g.kW == 3)
-    fwd_flat<3, 3>(g, pd, scratch, wt, bv, nch, y);
-  else if (g.kH == 5 && g.kW == 5)
-    fwd_flat<5, 5>(g, pd, scratch, wt, bv, nch, y);
-  else
-    fwd_flat<0, 0>(g, pd, scratch, wt, bv, nch, y);
+  float* yt = scratch + c8_out_offset(g);
+  zero_border(g.H, g.W, g.pad_t, g.pad_l, pd.Hp, pd.Wp, scratch);
+  std::memset(scratch + pd.Hp * pd.Wp * 8, 0, sizeof(float) * 7 * g.sW * 8);  // the read slack
+  using Rows = void (*)(const Plane&, const Padded&, const float*, const __m256*, __m256, float*,
+                        int64_t, float*);
+  const Rows rows = g.kH == 3 && g.kW == 3 && g.sW == 1   ? fwd_rows<3, 3, 1>
+                    : g.kH == 3 && g.kW == 3 && g.sW == 2 ? fwd_rows<3, 3, 2>
+                    : g.kH == 5 && g.kW == 5 && g.sW == 1 ? fwd_rows<5, 5, 1>
+                                                          : fwd_rows<0, 0, 0>;
+  for (int64_t n = 0; n < N; ++n) {
+    transpose_rows(x + n * x_ns, g.H * g.W, nch, g.H, g.W, g.pad_t, g.pad_l, pd.Hp, pd.Wp, scratch,
+                   nullptr);
+    rows(g, pd, scratch, wt, bv, yt, nch, y + n * y_ns);
+  }
 }
 
 bool f32_dwconv_c8_wgrad__avx2_fma(const Plane& g, int64_t nch, int64_t N, const float* x,
@@ -190,15 +245,16 @@ bool f32_dwconv_c8_wgrad__avx2_fma(const Plane& g, int64_t nch, int64_t N, const
                                    float* gb, float* scratch) {
   const Padded pd = padded(g);
   const int64_t kk = g.kH * g.kW, ys = g.Ho * g.Wo;
-  float* xt = scratch;                      // (Hp, Wp, 8)
-  float* gt = scratch + pd.Hp * pd.Wp * 8;  // (Ho, Wo, 8)
+  float* xt = scratch;                     // (Hp, Wp, 8)
+  float* gt = scratch + c8_out_offset(g);  // (Ho, Wo, 8)
   __m256 acc[kMaxC8Taps];
   for (int64_t t = 0; t < kk; ++t) acc[t] = _mm256_setzero_ps();
   __m256 bacc = _mm256_setzero_ps(), nonfinite = _mm256_setzero_ps();
+  zero_border(g.H, g.W, g.pad_t, g.pad_l, pd.Hp, pd.Wp, xt);
   for (int64_t n = 0; n < N; ++n) {
-    transpose_in(x + n * x_ns, g.H * g.W, nch, g.H, g.W, g.pad_t, g.pad_l, pd.Hp, pd.Wp, xt,
-                 nullptr);
-    transpose_in(gy + n * gy_ns, ys, nch, g.Ho, g.Wo, 0, 0, g.Ho, g.Wo, gt, &nonfinite);
+    transpose_rows(x + n * x_ns, g.H * g.W, nch, g.H, g.W, g.pad_t, g.pad_l, pd.Hp, pd.Wp, xt,
+                   nullptr);
+    transpose_rows(gy + n * gy_ns, ys, nch, g.Ho, g.Wo, 0, 0, g.Ho, g.Wo, gt, &nonfinite);
     if (g.kH == 3 && g.kW == 3)
       wgrad_image<3, 3>(g, pd, xt, gt, acc, bacc);
     else
