@@ -5,6 +5,9 @@
 // f32_gemm_6x16_inplace__avx2_fma is the same loop, optionally reading B's rows in place (ldb
 // apart; masked loads for a short last panel) and storing each as the packed panel row it uses,
 // prefetching rows for the next call and adding a bias as it stores.
+// The k loops are unrolled 4 times: at 2 threads the loop's own instructions cost throughput (an
+// L1-resident 6x16 tile, kc 256, two threads side by side, against 10 FMA chains: 0.79-0.90 of
+// their rate rolled, 0.89-1.11 unrolled, medians 0.82 and 0.96 over 10 rounds).
 // The C tile's lines are prefetched before the k loop, so a tile that is not in cache (a large
 // output written once) arrives while the FMAs run instead of stalling the stores; short calls
 // prefetch the next micro-panel's tile as well (kShortK).
@@ -85,10 +88,12 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
     for (int64_t k0 = 0; k0 < kc; k0 += every) {
       if (r < x->pf_n) __builtin_prefetch(x->pf + r++ * x->pf_ld, 0, 2);
       const int64_t k1 = k0 + every < kc ? k0 + every : kc;
+#pragma GCC unroll 4
       for (int64_t k = k0; k < k1; ++k) step();
     }
     for (; r < x->pf_n; ++r) __builtin_prefetch(x->pf + r * x->pf_ld, 0, 2);
   } else {
+#pragma GCC unroll 4
     for (int64_t k = 0; k < kc; ++k) step();
   }
   // The bias row by row, after the sum (and after adding the old C): an epilogue's rounding.
