@@ -276,6 +276,7 @@ void products(int64_t K, const float* v, const int64_t* koff, const float* u, in
               float* m) {
   __m256 acc[C][2];
   unroll<C>([&](auto o) { acc[o][0] = acc[o][1] = _mm256_setzero_ps(); });
+#pragma GCC unroll 4
   for (int64_t k = 0; k < K; ++k) {
     const float* p = v + koff[k];
     const __m256 x0 = _mm256_loadu_ps(p), x1 = _mm256_loadu_ps(p + 8);
@@ -369,6 +370,7 @@ void gw_tiles_block(int64_t K, int64_t nq, const float* g, int64_t gs, const flo
   unroll<C>([&](auto o) { acc[o][0] = acc[o][1] = _mm256_setzero_ps(); });
   const float* vk[KB];
   unroll<KB>([&](auto k) { vk[k] = v + koff[k]; });
+#pragma GCC unroll 4
   for (int64_t q = 0; q < 8 * nq; q += 8) {
     __m256 xv[KB];
     unroll<KB>([&](auto k) { xv[k] = _mm256_loadu_ps(vk[k] + q); });

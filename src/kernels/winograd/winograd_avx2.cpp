@@ -417,6 +417,7 @@ void f32_wino_gemm_12x8__avx2_fma(int64_t kc, const float* a0, const float* a1, 
   // 12 independent accumulators keep both FMA pipes busy (6 would wait on the FMA latency).
   __m256 acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_setzero_ps();
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k, a0 += 6, a1 += 6, b += 16) {
     const __m256 bk = _mm256_load_ps(b);
     for (int i = 0; i < 6; ++i) {
