@@ -34,11 +34,12 @@ constexpr int64_t kShortK = 128;
 // x's bias and prefetches (f32_gemm_6x16_inplace__avx2_fma's contract in gemm.h) apply. With
 // ARows, A(i, k) is a[i * lda + k] (rows past mr repeat row mr - 1, never stored), else the
 // packed panel's a[k * MR + i].
-template <int ROWS, bool Pack, bool Extra, bool ARows = false>
-inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, const float* src,
+template <int ROWS, bool Pack, bool Extra, bool ARows = false, int64_t KFixed = 0>
+inline __attribute__((always_inline)) void tile(int64_t kc_arg, const float* a, const float* src,
                                                 int64_t ldb, float* b, float* c, int64_t ldc,
                                                 int64_t mr, int64_t nr, bool accumulate,
                                                 const InplaceArgs* x, int64_t lda = 0) {
+  const int64_t kc = KFixed ? KFixed : kc_arg;
   const float* ar[ROWS];
   if constexpr (ARows)
     for (int i = 0; i < ROWS; ++i) ar[i] = a + (i < mr ? i : mr - 1) * lda;
@@ -131,6 +132,20 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, cons
     }
 }
 
+// Six-row tiles of full K blocks (kc == KC, every block but a GEMM's last) run a copy with the
+// trip count fixed: 0.85-0.87 -> 0.89-0.93 of the FMA chains' rate at 2 threads (L1-resident
+// tile, 10 rounds side by side with the runtime-kc copy).
+template <bool Pack, bool Extra, bool ARows = false>
+inline __attribute__((always_inline)) void tile6(int64_t kc, const float* a, const float* src,
+                                                 int64_t ldb, float* b, float* c, int64_t ldc,
+                                                 int64_t mr, int64_t nr, bool accumulate,
+                                                 const InplaceArgs* x, int64_t lda = 0) {
+  if (kc == KC)
+    tile<6, Pack, Extra, ARows, KC>(kc, a, src, ldb, b, c, ldc, mr, nr, accumulate, x, lda);
+  else
+    tile<6, Pack, Extra, ARows>(kc, a, src, ldb, b, c, ldc, mr, nr, accumulate, x, lda);
+}
+
 }  // namespace
 
 void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
@@ -139,7 +154,7 @@ void f32_gemm_6x16__avx2_fma(int64_t kc, const float* a, const float* b, float* 
   if (mr <= 4)
     tile<4, false, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr);
   else
-    tile<6, false, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr);
+    tile6<false, false>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr);
 }
 
 void f32_gemm_6x16_arows__avx2_fma(int64_t kc, const float* a, int64_t lda, const float* b,
@@ -152,11 +167,11 @@ void f32_gemm_6x16_arows__avx2_fma(int64_t kc, const float* a, int64_t lda, cons
     if (mr <= 4)
       tile<4, false, true, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, &x, lda);
     else
-      tile<6, false, true, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, &x, lda);
+      tile6<false, true, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, &x, lda);
   } else if (mr <= 4) {
     tile<4, false, false, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr, lda);
   } else {
-    tile<6, false, false, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr, lda);
+    tile6<false, false, true>(kc, a, nullptr, 0, bp, c, ldc, mr, nr, accumulate, nullptr, lda);
   }
 }
 
@@ -167,17 +182,17 @@ void f32_gemm_6x16_inplace__avx2_fma(int64_t kc, const float* a, float* b, float
     if (mr <= 4)
       tile<4, true, false>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, nullptr);
     else
-      tile<6, true, false>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, nullptr);
+      tile6<true, false>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, nullptr);
   } else if (x.src) {
     if (mr <= 4)
       tile<4, true, true>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, &x);
     else
-      tile<6, true, true>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, &x);
+      tile6<true, true>(kc, a, x.src, x.ldb, b, c, ldc, mr, nr, accumulate, &x);
   } else {
     if (mr <= 4)
       tile<4, false, true>(kc, a, nullptr, 0, b, c, ldc, mr, nr, accumulate, &x);
     else
-      tile<6, false, true>(kc, a, nullptr, 0, b, c, ldc, mr, nr, accumulate, &x);
+      tile6<false, true>(kc, a, nullptr, 0, b, c, ldc, mr, nr, accumulate, &x);
   }
 }
 
