@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -25,9 +26,11 @@
 #include <thread>
 #include <vector>
 
+#include "base/cpu.h"
 #include "commands.h"
 #include "conv/conv.h"
 #include "conv/dispatch.h"
+#include "kernels/gemm/gemm.h"
 
 #if defined(CONVKIT_BENCH_ONEDNN)
 #include <omp.h>
@@ -157,6 +160,43 @@ double fma_peak(int threads) {
   (void)threads;
   return 0.0;
 #endif
+}
+
+// GFLOP/s of `threads` threads each running the library's GEMM micro-kernel (6 x 16 tile, one
+// full K block) on its own A and B panels, which stay in L1: no packing, no memory traffic. It is
+// the most a GEMM-bound layer can reach on these threads (seen here at 2 threads: 83-99% of the
+// FMA peak measured just before it, run to run). Best of 3 short runs, as fma_peak.
+double gemm_ceiling(int threads) {
+  namespace kg = convkit::kernels::gemm;
+  const kg::MicroKernel uk =
+      convkit::base::use_avx2() ? kg::f32_gemm_6x16__avx2_fma : kg::f32_gemm_6x16__generic;
+  const auto run = [uk](double& gflops) {
+    std::vector<float> a(static_cast<std::size_t>(kg::MR * kg::KC) + 16, 1e-3f);
+    std::vector<float> b(static_cast<std::size_t>(kg::NR * kg::KC) + 16, 1e-3f);
+    std::vector<float> c(static_cast<std::size_t>(kg::MR * kg::NR) + 16, 0.f);
+    // 32-byte aligned panels, as the packs leave them.
+    const auto aligned = [](std::vector<float>& v) {
+      const auto p = reinterpret_cast<std::uintptr_t>(v.data());
+      return v.data() + ((32 - p % 32) % 32) / sizeof(float);
+    };
+    float *pa = aligned(a), *pb = aligned(b), *pc = aligned(c);
+    const int64_t calls = 10000;  // ~60 ms
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < calls; ++i) uk(kg::KC, pa, pb, pc, kg::NR, kg::MR, kg::NR, true);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    gflops = 2.0 * kg::MR * kg::NR * kg::KC * double(calls) / s / 1e9;
+  };
+  double best = 0;
+  for (int trial = 0; trial < 3; ++trial) {
+    std::vector<double> g(threads);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back([&g, &run, t] { run(g[t]); });
+    for (auto& th : pool) th.join();
+    double sum = 0;
+    for (double v : g) sum += v;
+    best = std::max(best, sum);
+  }
+  return best;
 }
 
 // ---- timing -----------------------------------------------------------------------------------
@@ -303,9 +343,14 @@ void run_bench(const std::string& suite_arg, int threads_arg, bool json) {
 #endif
   if (!json) {
     std::printf("convkit bench: suite %s\n", suite.c_str());
-    for (size_t i = 0; i < thread_counts.size(); ++i)
-      std::printf("FMA peak (measured) at %d thread%s: %.1f GFLOP/s\n", thread_counts[i],
-                  thread_counts[i] > 1 ? "s" : "", peak[i]);
+    for (size_t i = 0; i < thread_counts.size(); ++i) {
+      const double ceiling = gemm_ceiling(thread_counts[i]);
+      std::printf(
+          "FMA peak (measured) at %d thread%s: %.1f GFLOP/s; GEMM micro-kernel with its "
+          "operands in L1: %.1f GFLOP/s (%.0f%% of peak)\n",
+          thread_counts[i], thread_counts[i] > 1 ? "s" : "", peak[i], ceiling,
+          peak[i] > 0 ? 100.0 * ceiling / peak[i] : 0.0);
+    }
     std::printf("%-14s %-10s %2s %8s %-12s %10s %6s %10s %8s %6s", "shape", "pass", "T", "GFLOP",
                 "impl", "workspace", "%i2c", "convkit_ms", "GFLOP/s", "%peak");
     if (with_onednn) std::printf(" %10s %6s", "onednn_ms", "ratio");
