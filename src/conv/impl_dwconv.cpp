@@ -55,9 +55,9 @@ int dw_threads(const ConvParams& p, int max_nt) {
 // Narrow planes with multiplier 1 run 8 channels at a time (kd::f32_dwconv_c8_*): there the
 // per-plane kernels spend most of a row on masked border vectors, and the transposes in and out
 // cost less. Measured (fw driver, 2 threads, N 4, 3x3), per-plane vs 8 channels, medians of 5
-// rounds: forward 14x14 C 384 0.162 vs 0.146 ms, 16x16
-// C 256 0.111 vs 0.099, 28x28 C 128 0.146 vs 0.155, 56x56 0.47 vs 0.59; backward-data 14x14
-// 0.173 vs 0.126; weight gradient 28x28 0.153 vs 0.116, 32x32 0.183 vs 0.172, 56x56 0.44 vs 0.49.
+// rounds: forward 14x14 C 384 0.162 vs 0.146 ms, 16x16 C 256 0.111 vs 0.099, 28x28 C 128 0.146 vs
+// 0.155, 56x56 0.47 vs 0.59; backward-data 14x14 0.173 vs 0.126; weight gradient 28x28 0.153 vs
+// 0.116, 32x32 0.183 vs 0.172, 56x56 0.44 vs 0.49.
 constexpr int64_t kC8FwdMaxWo = 16, kC8WgradMaxWo = 32;
 constexpr int64_t kC8MaxScratch = int64_t{1} << 16;
 // Whether the 8-channel kernels can take geometry g of p (multiplier 1), and their scratch: one
