@@ -140,22 +140,27 @@ __attribute__((target("avx2,fma"))) double fma_loop_gflops(int64_t reps) {
 }
 #endif
 
-// GFLOP/s of `threads` threads each running the FMA loop (best of 3 short runs, ~50 ms each).
-double fma_peak(int threads) {
-#if defined(__x86_64__)
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0.0;
+// The best of 3 trials of `threads` threads each running gflops() at once, their rates summed.
+template <typename F>
+double side_by_side(int threads, F&& gflops) {
   double best = 0;
   for (int trial = 0; trial < 3; ++trial) {
     std::vector<double> g(threads);
     std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&g, t] { g[t] = fma_loop_gflops(4'000'000); });
+    for (int t = 0; t < threads; ++t) pool.emplace_back([&g, &gflops, t] { g[t] = gflops(); });
     for (auto& th : pool) th.join();
     double sum = 0;
     for (double v : g) sum += v;
     best = std::max(best, sum);
   }
   return best;
+}
+
+// GFLOP/s of `threads` threads each running the FMA loop (best of 3 short runs, ~50 ms each).
+double fma_peak(int threads) {
+#if defined(__x86_64__)
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0.0;
+  return side_by_side(threads, [] { return fma_loop_gflops(4'000'000); });
 #else
   (void)threads;
   return 0.0;
@@ -164,13 +169,13 @@ double fma_peak(int threads) {
 
 // GFLOP/s of `threads` threads each running the library's GEMM micro-kernel (6 x 16 tile, one
 // full K block) on its own A and B panels, which stay in L1: no packing, no memory traffic. It is
-// the most a GEMM-bound layer can reach on these threads (seen here at 2 threads: 83-99% of the
+// the most a GEMM-bound layer can reach on these threads (seen here at 2 threads: 83-103% of the
 // FMA peak measured just before it, run to run). Best of 3 short runs, as fma_peak.
 double gemm_ceiling(int threads) {
   namespace kg = convkit::kernels::gemm;
   const kg::MicroKernel uk =
       convkit::base::use_avx2() ? kg::f32_gemm_6x16__avx2_fma : kg::f32_gemm_6x16__generic;
-  const auto run = [uk](double& gflops) {
+  return side_by_side(threads, [uk] {
     std::vector<float> a(static_cast<std::size_t>(kg::MR * kg::KC) + 16, 1e-3f);
     std::vector<float> b(static_cast<std::size_t>(kg::NR * kg::KC) + 16, 1e-3f);
     std::vector<float> c(static_cast<std::size_t>(kg::MR * kg::NR) + 16, 0.f);
@@ -184,19 +189,8 @@ double gemm_ceiling(int threads) {
     const auto t0 = Clock::now();
     for (int64_t i = 0; i < calls; ++i) uk(kg::KC, pa, pb, pc, kg::NR, kg::MR, kg::NR, true);
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    gflops = 2.0 * kg::MR * kg::NR * kg::KC * double(calls) / s / 1e9;
-  };
-  double best = 0;
-  for (int trial = 0; trial < 3; ++trial) {
-    std::vector<double> g(threads);
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) pool.emplace_back([&g, &run, t] { run(g[t]); });
-    for (auto& th : pool) th.join();
-    double sum = 0;
-    for (double v : g) sum += v;
-    best = std::max(best, sum);
-  }
-  return best;
+    return 2.0 * kg::MR * kg::NR * kg::KC * double(calls) / s / 1e9;
+  });
 }
 
 // ---- timing -----------------------------------------------------------------------------------
